@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs the external programs the test suite needs on a fresh Debian machine:
+#   - redis-server / redis-cli   (apt: redis-server redis-tools)
+#   - moto_server                (pip: moto[server]; S3 mock used by tests/common)
+#   - /usr/bin/time              (apt: time)
+# Idempotent and silent when everything is already present. Never starts services.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    fi
+fi
+
+apt_packages=()
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    apt_packages+=(redis-server redis-tools)
+fi
+if [ ! -x /usr/bin/time ]; then
+    apt_packages+=(time)
+fi
+
+moto_ok() {
+    command -v moto_server >/dev/null 2>&1 && moto_server --help >/dev/null 2>&1
+}
+need_moto=0
+if ! moto_ok; then
+    need_moto=1
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        apt_packages+=(python3-pip)
+    fi
+fi
+
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+    echo "install-deps: apt-get install ${apt_packages[*]}"
+    # Keep apt from starting redis (or anything else) as a service: a policy-rc.d
+    # that denies every action, removed again afterwards (only if we created it).
+    policy=/usr/sbin/policy-rc.d
+    created_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod +x "$policy"
+        created_policy=1
+    fi
+    cleanup_policy() {
+        if [ "$created_policy" -eq 1 ]; then
+            $SUDO rm -f "$policy"
+        fi
+    }
+    trap cleanup_policy EXIT
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
+    cleanup_policy
+    created_policy=0
+    trap - EXIT
+fi
+
+if [ "$need_moto" -eq 1 ]; then
+    echo "install-deps: python3 -m pip install 'moto[server]'"
+    # Debian 12's system python is "externally managed" (PEP 668); fall back to
+    # --break-system-packages there (CI machines are throw-away).
+    if ! python3 -m pip install --quiet 'moto[server]'; then
+        python3 -m pip install --quiet --break-system-packages 'moto[server]'
+    fi
+    hash -r
+    if ! moto_ok; then
+        for d in "$HOME/.local/bin" /usr/local/bin; do
+            if [ -x "$d/moto_server" ]; then
+                echo "install-deps: moto_server installed in $d, which is not on PATH;" >&2
+                echo "install-deps: add it (export PATH=\"$d:\$PATH\") or set COLDSYNC_TEST_MOTO_SERVER=$d/moto_server" >&2
+                exit 1
+            fi
+        done
+        echo "install-deps: moto_server still not runnable after pip install" >&2
+        exit 1
+    fi
+fi

@@ -1,0 +1,38 @@
+//! coldsync keeps a shared Redis "cold KV" filled with the cold partitions (T+2 and older) of
+//! Hive-partitioned Parquet tables in object storage, so streaming lookups that miss their state
+//! find history there.
+//!
+//! # Layout
+//! - [`config`]: the TOML file, validated into typed options (secrets from the environment).
+//! - [`source`]: the opendal operator for the object store.
+//! - [`listing`]: lists a table root into date partitions, their data files and markers.
+//! - [`plan`]: classifies partitions (loaded, pending, changed, incomplete, hot, expired, ...).
+//! - [`reader`]: async Parquet reading over opendal, footers first, only the needed columns.
+//! - [`template`]: key templates such as `cold:orders:{order_id}`.
+//! - [`encode`]: Arrow rows to key and value bytes in the reader layouts (json, hash, column, delimited).
+//! - [`resp`]: Redis commands (RESP) built from encoded rows, with absolute expiries.
+//! - [`writer`]: pipelined bulk writer over several Redis connections, every reply checked.
+//! - [`ledger`]: what was loaded (fingerprints, counts, watermark), kept in Redis itself.
+//! - [`load`]: loads one partition end to end.
+//! - [`report`]: read-only reports: plan with estimates, status, check.
+//! - [`run`]: a whole run: plan every table, load, record, summarize; also `plan`, `status`, `check`.
+//! - [`daemon`]: the cron-scheduled daemon.
+//! - [`logging`]: structured log setup.
+//! - [`error`]: typed errors.
+
+pub mod config;
+pub mod daemon;
+pub mod encode;
+pub mod error;
+pub mod ledger;
+pub mod listing;
+pub mod load;
+pub mod logging;
+pub mod plan;
+pub mod reader;
+pub mod report;
+pub mod resp;
+pub mod run;
+pub mod source;
+pub mod template;
+pub mod writer;

@@ -1,0 +1,294 @@
+//! The `coldsync` command: parses the CLI, sets up logging, calls the library and maps the
+//! outcome to a documented exit code.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use coldsync::config::Config;
+use coldsync::logging::{self, LogFormat};
+use coldsync::report::format_plan;
+use coldsync::run::{exit_code, Backfill, Engine, RunOptions};
+use tokio_util::sync::CancellationToken;
+
+/// Keeps a shared Redis cold KV filled with the cold partitions of Hive-partitioned Parquet tables.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "COLDSYNC_CONFIG",
+        default_value = "config/coldsync.toml"
+    )]
+    config: PathBuf,
+    /// Log format; JSON by default when stderr is not a terminal.
+    #[arg(long, global = true, env = "COLDSYNC_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct TableSelection {
+    /// Only these tables (repeatable; default: all).
+    #[arg(long = "table", short = 't')]
+    tables: Vec<String>,
+    /// Take this date (YYYY-MM-DD) as today instead of the current business day.
+    #[arg(long)]
+    as_of: Option<NaiveDate>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load every cold partition that is pending or changed, then exit.
+    Run {
+        #[command(flatten)]
+        selection: TableSelection,
+        /// Plan and log what would be loaded; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the run summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every partition's state, rows from footers, estimated keys and Redis memory.
+    Plan {
+        #[command(flatten)]
+        selection: TableSelection,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load the partitions of a date range (pending or changed; with --force also loaded ones).
+    Backfill {
+        #[command(flatten)]
+        selection: TableSelection,
+        /// First date, inclusive (YYYY-MM-DD).
+        #[arg(long)]
+        from: NaiveDate,
+        /// Last date, inclusive (YYYY-MM-DD).
+        #[arg(long)]
+        to: NaiveDate,
+        /// Reload partitions already loaded.
+        #[arg(long)]
+        force: bool,
+        /// Print the run summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the ledger and watermark of each table.
+    Status {
+        /// Only these tables.
+        #[arg(long = "table", short = 't')]
+        tables: Vec<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config; with --connect also reach the store and Redis and check schemas.
+    Check {
+        /// Reach the object store and Redis, and check each table's newest partition.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Run on the configured cron schedule until SIGTERM or Ctrl-C.
+    Daemon {
+        /// Also run once right away.
+        #[arg(long)]
+        run_now: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format.unwrap_or_else(LogFormat::detect));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let code = runtime.block_on(execute(cli));
+    ExitCode::from(code as u8)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializes")
+    );
+}
+
+async fn execute(cli: Cli) -> i32 {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match Config::load(&cli.config, &env) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!(event = "config_invalid", error = %err, "invalid configuration");
+            eprintln!("error: {err}");
+            return exit_code::CONFIG;
+        }
+    };
+    if let Command::Check { connect: false } = cli.command {
+        println!("config ok: {} tables", config.tables.len());
+        return exit_code::OK;
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let engine = match Engine::connect(config).await {
+        Ok(engine) => engine,
+        Err(err) => {
+            tracing::error!(event = "startup_failed", error = %err, "cannot start");
+            eprintln!("error: {err}");
+            return err.exit_code();
+        }
+    };
+    match cli.command {
+        Command::Run {
+            selection,
+            dry_run,
+            json,
+        } => {
+            let options = RunOptions {
+                tables: selection.tables,
+                as_of: selection.as_of,
+                dry_run,
+                backfill: None,
+            };
+            run(&engine, options, json, &shutdown).await
+        }
+        Command::Backfill {
+            selection,
+            from,
+            to,
+            force,
+            json,
+        } => {
+            let options = RunOptions {
+                tables: selection.tables,
+                as_of: selection.as_of,
+                dry_run: false,
+                backfill: Some(Backfill { from, to, force }),
+            };
+            run(&engine, options, json, &shutdown).await
+        }
+        Command::Plan { selection, json } => {
+            let tables = match engine.config().select_tables(&selection.tables) {
+                Ok(tables) => tables,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return exit_code::CONFIG;
+                }
+            };
+            let report = engine.plan_report(&tables, selection.as_of).await;
+            if json {
+                print_json(&report);
+            } else {
+                print!("{}", format_plan(&report));
+            }
+            if report.tables.iter().any(|t| t.error.is_some()) {
+                exit_code::FAILED
+            } else {
+                exit_code::OK
+            }
+        }
+        Command::Status { tables, json } => {
+            let tables = match engine.config().select_tables(&tables) {
+                Ok(tables) => tables,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return exit_code::CONFIG;
+                }
+            };
+            let status = engine.status(&tables).await;
+            if json {
+                print_json(&status);
+            } else {
+                for s in &status {
+                    let d = |d: Option<NaiveDate>| d.map_or("-".to_string(), |d| d.to_string());
+                    println!(
+                        "{}: {} partitions loaded ({} .. {}), watermark {}, {} keys, last load {}{}",
+                        s.table,
+                        s.partitions_loaded,
+                        d(s.oldest_loaded),
+                        d(s.newest_loaded),
+                        d(s.watermark),
+                        s.keys,
+                        s.last_loaded_at.as_deref().unwrap_or("-"),
+                        s.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
+                    );
+                }
+            }
+            if status.iter().any(|s| s.error.is_some()) {
+                exit_code::FAILED
+            } else {
+                exit_code::OK
+            }
+        }
+        Command::Check { .. } => {
+            let tables = engine.config().tables.clone();
+            let mut code = exit_code::OK;
+            println!("redis ok: {}", engine.config().redis.masked_url());
+            for (table, result) in engine.check_tables(&tables).await {
+                match result {
+                    Ok(text) => println!("table {table}: ok: {text}"),
+                    Err(err) => {
+                        println!("table {table}: FAILED: {err}");
+                        code = exit_code::FAILED;
+                    }
+                }
+            }
+            code
+        }
+        Command::Daemon { run_now } => {
+            match coldsync::daemon::run_daemon(engine, run_now, shutdown).await {
+                Ok(()) => exit_code::OK,
+                Err(err) => {
+                    tracing::error!(event = "daemon_failed", error = %err, "daemon failed");
+                    eprintln!("error: {err}");
+                    exit_code::CONFIG
+                }
+            }
+        }
+    }
+}
+
+async fn run(
+    engine: &Engine,
+    options: RunOptions,
+    json: bool,
+    shutdown: &CancellationToken,
+) -> i32 {
+    match engine.run(&options, shutdown).await {
+        Ok(summary) => {
+            if json {
+                print_json(&summary);
+            }
+            summary.exit_code
+        }
+        Err(err) => {
+            tracing::error!(event = "run_failed", error = %err, "run could not start");
+            eprintln!("error: {err}");
+            err.exit_code()
+        }
+    }
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::warn!(
+        event = "shutdown_requested",
+        "stopping after the partition in progress"
+    );
+    shutdown.cancel();
+}

@@ -1,0 +1,216 @@
+//! Partition planning: classifies every partition of a table against the ledger and the calendar,
+//! and picks what a run (or a backfill) loads. Pure: no I/O, so every rule is unit-tested.
+
+use std::collections::BTreeMap;
+
+use chrono::{Days, NaiveDate};
+use serde::Serialize;
+
+use crate::config::{Completeness, LoadMode, TableConfig};
+use crate::listing::{DiscoveredPartition, TableListing};
+
+/// What a partition is, for this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionState {
+    /// In the ledger with the same fingerprint: nothing to do.
+    Loaded,
+    /// Cold, complete, not loaded yet.
+    Pending,
+    /// Loaded, but its files changed since: reload it.
+    Changed,
+    /// Cold but not (yet) complete by the table's completeness policy.
+    Incomplete,
+    /// Newer than `today - hot_days`: the streaming jobs' state still holds it.
+    Hot,
+    /// Older than `today - retention_days`: ignored, its keys have expired.
+    Expired,
+    /// Snapshot tables: an older complete snapshot than the one that counts.
+    Superseded,
+}
+
+impl PartitionState {
+    /// True for states a run loads.
+    pub fn needs_load(self) -> bool {
+        matches!(self, PartitionState::Pending | PartitionState::Changed)
+    }
+}
+
+/// One partition and its state.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionPlan {
+    /// Partition date.
+    pub date: NaiveDate,
+    /// Its state.
+    pub state: PartitionState,
+    /// Data files.
+    pub files: usize,
+    /// Bytes of the data files.
+    pub bytes: u64,
+    /// Why it is incomplete, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The plan of one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TablePlan {
+    /// Table name.
+    pub table: String,
+    /// The business day taken as today.
+    pub today: NaiveDate,
+    /// Newest cold date (`today - hot_days`): readers expect it in the KV.
+    pub newest_cold: NaiveDate,
+    /// Oldest date kept (`today - retention_days`).
+    pub oldest_kept: NaiveDate,
+    /// Every partition found, by date.
+    pub partitions: Vec<PartitionPlan>,
+    /// Set when the newest cold date has no complete partition.
+    pub late: Option<NaiveDate>,
+    /// Partition values that are not dates (skipped).
+    pub invalid_values: Vec<String>,
+}
+
+impl TablePlan {
+    /// Dates a normal run loads, oldest first.
+    pub fn dates_to_load(&self) -> Vec<NaiveDate> {
+        self.partitions
+            .iter()
+            .filter(|p| p.state.needs_load())
+            .map(|p| p.date)
+            .collect()
+    }
+
+    /// Dates a backfill of `[from, to]` loads: pending and changed ones, and with `force` also
+    /// loaded ones. Hot, incomplete, expired and superseded partitions are never loaded.
+    pub fn dates_to_backfill(&self, from: NaiveDate, to: NaiveDate, force: bool) -> Vec<NaiveDate> {
+        self.partitions
+            .iter()
+            .filter(|p| p.date >= from && p.date <= to)
+            .filter(|p| p.state.needs_load() || (force && p.state == PartitionState::Loaded))
+            .map(|p| p.date)
+            .collect()
+    }
+
+    /// The plan entry of a date.
+    pub fn partition(&self, date: NaiveDate) -> Option<&PartitionPlan> {
+        self.partitions.iter().find(|p| p.date == date)
+    }
+}
+
+/// Why a partition is not complete under the table's policy (`None` when it is complete).
+fn incompleteness(
+    table: &TableConfig,
+    listing: &TableListing,
+    partition: &DiscoveredPartition,
+    now_ms: i64,
+) -> Option<String> {
+    if partition.files.is_empty() {
+        return Some("no data files".to_string());
+    }
+    match table.completeness {
+        Completeness::Marker if !partition.has_marker() => {
+            return Some("no _SUCCESS marker in the partition".to_string());
+        }
+        Completeness::TableMarker => match (listing.table_marker_ms, partition.newest_file_ms()) {
+            (None, _) => return Some("no _SUCCESS marker at the table root".to_string()),
+            (Some(marker), Some(newest)) if marker < newest => {
+                return Some("a file is newer than the table's _SUCCESS marker".to_string());
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+    let min_age_ms = table.min_age.as_millis() as i64;
+    if min_age_ms > 0 {
+        if let Some(newest) = partition.newest_file_ms() {
+            if now_ms - newest < min_age_ms {
+                return Some(format!(
+                    "a file was modified {}s ago, within min_age_minutes",
+                    (now_ms - newest).max(0) / 1000
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Classifies every partition of `listing`. `loaded` maps loaded dates to their fingerprints.
+pub fn plan_table(
+    table: &TableConfig,
+    listing: &TableListing,
+    loaded: &BTreeMap<NaiveDate, String>,
+    today: NaiveDate,
+    now_ms: i64,
+) -> TablePlan {
+    let newest_cold = today - Days::new(table.hot_days.into());
+    let oldest_kept = today - Days::new(table.retention_days.into());
+    let mut partitions: Vec<PartitionPlan> = listing
+        .partitions
+        .values()
+        .map(|partition| {
+            let reason = incompleteness(table, listing, partition, now_ms);
+            let state = if partition.date > newest_cold {
+                PartitionState::Hot
+            } else if partition.date < oldest_kept {
+                PartitionState::Expired
+            } else if reason.is_some() {
+                PartitionState::Incomplete
+            } else {
+                match loaded.get(&partition.date) {
+                    Some(fingerprint) if *fingerprint == partition.fingerprint() => {
+                        PartitionState::Loaded
+                    }
+                    Some(_) => PartitionState::Changed,
+                    None => PartitionState::Pending,
+                }
+            };
+            PartitionPlan {
+                date: partition.date,
+                state,
+                files: partition.files.len(),
+                bytes: partition.bytes(),
+                reason: (state == PartitionState::Incomplete).then(|| reason.unwrap_or_default()),
+            }
+        })
+        .collect();
+    if table.mode == LoadMode::Snapshot {
+        // Only the newest complete cold snapshot counts; older complete ones are superseded.
+        let newest_complete = partitions
+            .iter()
+            .rev()
+            .find(|p| {
+                matches!(
+                    p.state,
+                    PartitionState::Loaded | PartitionState::Pending | PartitionState::Changed
+                )
+            })
+            .map(|p| p.date);
+        for p in &mut partitions {
+            if Some(p.date) != newest_complete
+                && matches!(
+                    p.state,
+                    PartitionState::Loaded | PartitionState::Pending | PartitionState::Changed
+                )
+            {
+                p.state = PartitionState::Superseded;
+            }
+        }
+    }
+    let newest_cold_complete = partitions.iter().any(|p| {
+        p.date == newest_cold
+            && matches!(
+                p.state,
+                PartitionState::Loaded | PartitionState::Pending | PartitionState::Changed
+            )
+    });
+    TablePlan {
+        table: table.name.clone(),
+        today,
+        newest_cold,
+        oldest_kept,
+        partitions,
+        late: (!newest_cold_complete).then_some(newest_cold),
+        invalid_values: listing.invalid_values.iter().cloned().collect(),
+    }
+}

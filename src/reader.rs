@@ -1,0 +1,196 @@
+//! Async Parquet reading through opendal: the footer of every file first (so a broken file refuses
+//! the partition before anything is written), then a stream of record batches with only the
+//! needed columns, one row group at a time, so memory stays flat whatever the file size.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use opendal::Operator;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use tokio::sync::mpsc;
+
+use crate::error::FileError;
+use crate::listing::DataFile;
+
+/// Rows per decoded record batch.
+pub const BATCH_ROWS: usize = 8192;
+
+/// Bytes fetched from the end of a file in the first request (footer and usually the metadata).
+const FOOTER_PREFETCH: usize = 64 * 1024;
+
+/// parquet's [`AsyncFileReader`] over an opendal reader of one object of known size.
+pub struct OpendalFileReader {
+    reader: opendal::Reader,
+    size: u64,
+}
+
+impl OpendalFileReader {
+    /// Opens `path` (of `size` bytes, as listed) for ranged reads.
+    pub async fn open(operator: &Operator, path: &str, size: u64) -> opendal::Result<Self> {
+        let reader = operator.reader(path).await?;
+        Ok(OpendalFileReader { reader, size })
+    }
+}
+
+fn external(err: opendal::Error) -> ParquetError {
+    ParquetError::External(Box::new(err))
+}
+
+impl AsyncFileReader for OpendalFileReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.reader
+                .read(range)
+                .await
+                .map(|buf| buf.to_bytes())
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            let buffers = self.reader.fetch(ranges).await.map_err(external)?;
+            Ok(buffers.into_iter().map(|buf| buf.to_bytes()).collect())
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(FOOTER_PREFETCH))
+                .load_and_finish(&mut *self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// A file whose footer has been read and checked.
+pub struct OpenedFile {
+    /// The listed file.
+    pub file: DataFile,
+    /// Its reader, positioned nowhere (ranged reads).
+    reader: OpendalFileReader,
+    /// Footer, schema.
+    pub metadata: ArrowReaderMetadata,
+}
+
+impl OpenedFile {
+    /// Rows in the file, from the footer.
+    pub fn num_rows(&self) -> u64 {
+        self.metadata.metadata().file_metadata().num_rows().max(0) as u64
+    }
+
+    /// The file's Arrow schema.
+    pub fn schema(&self) -> &SchemaRef {
+        self.metadata.schema()
+    }
+
+    /// The schema restricted to `columns` that exist in the file, and the projection selecting them.
+    pub fn projection(&self, columns: &[String]) -> Result<(SchemaRef, ProjectionMask), FileError> {
+        let schema = self.schema();
+        let mut indices: Vec<usize> = columns
+            .iter()
+            .filter_map(|c| schema.index_of(c).ok())
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let projected = schema.project(&indices).map_err(|err| FileError::Parquet {
+            path: self.file.path.clone(),
+            source: ParquetError::ArrowError(err.to_string()),
+        })?;
+        let mask = ProjectionMask::roots(
+            self.metadata.metadata().file_metadata().schema_descr(),
+            indices,
+        );
+        Ok((Arc::new(projected), mask))
+    }
+
+    /// Decodes the projected columns in a background task, sending batches through a bounded
+    /// channel (read-ahead of `ahead` batches while the caller encodes and writes).
+    pub fn stream(
+        self,
+        mask: ProjectionMask,
+        ahead: usize,
+    ) -> mpsc::Receiver<Result<RecordBatch, FileError>> {
+        let (tx, rx) = mpsc::channel(ahead.max(1));
+        let path = self.file.path.clone();
+        tokio::spawn(async move {
+            let built =
+                ParquetRecordBatchStreamBuilder::new_with_metadata(self.reader, self.metadata)
+                    .with_projection(mask)
+                    .with_batch_size(BATCH_ROWS)
+                    .build();
+            let mut stream = match built {
+                Ok(stream) => stream,
+                Err(source) => {
+                    let _ = tx.send(Err(FileError::Parquet { path, source })).await;
+                    return;
+                }
+            };
+            while let Some(item) = stream.next().await {
+                let item = item.map_err(|source| FileError::Parquet {
+                    path: path.clone(),
+                    source,
+                });
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// Opens a file and reads its footer. A file that is not Parquet fails here, naming it.
+pub async fn open_file(operator: &Operator, file: &DataFile) -> Result<OpenedFile, FileError> {
+    let mut reader = OpendalFileReader::open(operator, &file.path, file.size)
+        .await
+        .map_err(|source| FileError::Read {
+            path: file.path.clone(),
+            source,
+        })?;
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .map_err(|source| match source {
+            ParquetError::External(inner) => match inner.downcast::<opendal::Error>() {
+                Ok(source) => FileError::Read {
+                    path: file.path.clone(),
+                    source: *source,
+                },
+                Err(inner) => FileError::Parquet {
+                    path: file.path.clone(),
+                    source: ParquetError::External(inner),
+                },
+            },
+            source => FileError::Parquet {
+                path: file.path.clone(),
+                source,
+            },
+        })?;
+    Ok(OpenedFile {
+        file: file.clone(),
+        reader,
+        metadata,
+    })
+}

@@ -1,0 +1,314 @@
+//! Read-only reports: `plan` (partitions, states, rows from footers, estimated keys and Redis
+//! memory), `status` (ledger and watermark per table) and `check --connect`.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use crate::config::TableConfig;
+use crate::encode::ValueFormat;
+use crate::error::PartitionError;
+use crate::load::prepare;
+use crate::plan::PartitionState;
+use crate::run::Engine;
+
+/// Approximate Redis bytes per key beyond its key and value bytes (dict entry, object headers,
+/// expiry entry, allocator rounding) for a string value.
+const STRING_KEY_OVERHEAD: u64 = 80;
+/// The same for a small hash (listpack encoding), plus 2 bytes per field.
+const HASH_KEY_OVERHEAD: u64 = 100;
+
+/// One partition line of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanLine {
+    /// Date.
+    pub date: NaiveDate,
+    /// State.
+    pub state: PartitionState,
+    /// Files.
+    pub files: usize,
+    /// Bytes of the files.
+    pub bytes: u64,
+    /// Rows from the footers (partitions to load only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Estimated keys written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub est_keys: Option<u64>,
+    /// Estimated Redis memory of those keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub est_memory_bytes: Option<u64>,
+    /// Why incomplete, or why the footers could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The plan of one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    /// Table.
+    pub table: String,
+    /// Today as used.
+    pub today: Option<NaiveDate>,
+    /// Late date.
+    pub late: Option<NaiveDate>,
+    /// Partitions.
+    pub partitions: Vec<PlanLine>,
+    /// Error listing the table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    /// Per table.
+    pub tables: Vec<TableReport>,
+    /// Sum of estimated memory of everything to load.
+    pub est_memory_bytes: u64,
+    /// `maxmemory - used_memory` when Redis has a maxmemory.
+    pub redis_free_bytes: Option<u64>,
+}
+
+impl Engine {
+    /// Estimates bytes per key from the first batch of the first file of a partition.
+    async fn estimate_key_bytes(
+        &self,
+        table: &TableConfig,
+        partition: &crate::listing::DiscoveredPartition,
+    ) -> Result<(u64, u64), PartitionError> {
+        let prepared = prepare(
+            self.operator(),
+            table,
+            partition,
+            self.config().source.read_concurrency,
+            false,
+        )
+        .await?;
+        let rows_total = prepared.rows;
+        let sample = prepared.sample_rows().await?;
+        let per_key = match sample {
+            Some((rows, encoded)) if rows > 0 => {
+                let overhead = match table.format {
+                    ValueFormat::Hash => {
+                        HASH_KEY_OVERHEAD + 2 * table.columns.as_ref().map_or(8, |c| c.len() as u64)
+                    }
+                    _ => STRING_KEY_OVERHEAD,
+                };
+                encoded.byte_len() as u64 / encoded.len().max(1) as u64 + overhead
+            }
+            _ => STRING_KEY_OVERHEAD,
+        };
+        Ok((rows_total, per_key))
+    }
+
+    /// The plan of the selected tables, with footers read for the partitions a run would load.
+    pub async fn plan_report(
+        &self,
+        tables: &[TableConfig],
+        as_of: Option<NaiveDate>,
+    ) -> PlanReport {
+        let mut report = PlanReport {
+            tables: Vec::new(),
+            est_memory_bytes: 0,
+            redis_free_bytes: None,
+        };
+        for table in tables {
+            let (listing, plan) = match self.plan_table(table, as_of).await {
+                Ok((listing, _, plan)) => (listing, plan),
+                Err(err) => {
+                    report.tables.push(TableReport {
+                        table: table.name.clone(),
+                        today: None,
+                        late: None,
+                        partitions: Vec::new(),
+                        error: Some(err.to_string()),
+                    });
+                    continue;
+                }
+            };
+            let mut lines = Vec::new();
+            for p in &plan.partitions {
+                let mut line = PlanLine {
+                    date: p.date,
+                    state: p.state,
+                    files: p.files,
+                    bytes: p.bytes,
+                    rows: None,
+                    est_keys: None,
+                    est_memory_bytes: None,
+                    note: p.reason.clone(),
+                };
+                if p.state.needs_load() {
+                    match self
+                        .estimate_key_bytes(table, &listing.partitions[&p.date])
+                        .await
+                    {
+                        Ok((rows, per_key)) => {
+                            line.rows = Some(rows);
+                            line.est_keys = Some(rows);
+                            line.est_memory_bytes = Some(rows * per_key);
+                            report.est_memory_bytes += rows * per_key;
+                        }
+                        Err(err) => line.note = Some(err.to_string()),
+                    }
+                }
+                lines.push(line);
+            }
+            report.tables.push(TableReport {
+                table: table.name.clone(),
+                today: Some(plan.today),
+                late: plan.late,
+                partitions: lines,
+                error: None,
+            });
+        }
+        if let Ok(info) = self.ledger().info("memory").await {
+            let get = |name: &str| info.get(name).and_then(|v| v.parse::<u64>().ok());
+            if let (Some(max), Some(used)) = (get("maxmemory"), get("used_memory")) {
+                if max > 0 {
+                    report.redis_free_bytes = Some(max.saturating_sub(used));
+                }
+            }
+        }
+        if let Some(free) = report.redis_free_bytes {
+            if report.est_memory_bytes > free {
+                tracing::warn!(
+                    event = "memory_warning",
+                    est_memory_bytes = report.est_memory_bytes,
+                    redis_free_bytes = free,
+                    "the load would exceed the memory redis has free (maxmemory - used_memory)"
+                );
+            }
+        }
+        report
+    }
+
+    /// Per-table ledger summary.
+    pub async fn status(&self, tables: &[TableConfig]) -> Vec<TableStatus> {
+        let mut out = Vec::new();
+        for table in tables {
+            let status = match (
+                self.ledger().entries(&table.name).await,
+                self.ledger().watermark(&table.name).await,
+            ) {
+                (Ok(entries), Ok(watermark)) => TableStatus {
+                    table: table.name.clone(),
+                    partitions_loaded: entries.len() as u64,
+                    oldest_loaded: entries.keys().next().copied(),
+                    newest_loaded: entries.keys().next_back().copied(),
+                    watermark,
+                    rows: entries.values().map(|e| e.rows).sum(),
+                    keys: entries.values().map(|e| e.keys).sum(),
+                    last_loaded_at: entries.values().map(|e| e.loaded_at.clone()).max(),
+                    error: None,
+                },
+                (Err(err), _) | (_, Err(err)) => TableStatus {
+                    table: table.name.clone(),
+                    error: Some(err.to_string()),
+                    ..TableStatus::default()
+                },
+            };
+            out.push(status);
+        }
+        out
+    }
+
+    /// `check --connect`: lists each table and checks the newest partition's files against the
+    /// key template and value encoding. Returns one line per table (`None` when fine).
+    pub async fn check_tables(
+        &self,
+        tables: &[TableConfig],
+    ) -> Vec<(String, Result<String, String>)> {
+        let mut out = Vec::new();
+        for table in tables {
+            let result = async {
+                let listing = crate::listing::list_table(self.operator(), table)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(partition) = listing.partitions.values().rev().find(|p| !p.files.is_empty()) else {
+                    return Ok(format!("no partitions under {}/ yet", table.path));
+                };
+                let prepared = prepare(self.operator(), table, partition, self.config().source.read_concurrency, false)
+                    .await
+                    .map_err(|e| format!("partition {}: {e}", partition.date))?;
+                Ok(format!(
+                    "{} partitions; newest {} has {} files, {} rows; key and value columns readable",
+                    listing.partitions.len(),
+                    partition.date,
+                    prepared.files(),
+                    prepared.rows
+                ))
+            }
+            .await;
+            out.push((table.name.clone(), result));
+        }
+        out
+    }
+}
+
+/// The ledger of one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableStatus {
+    /// Table.
+    pub table: String,
+    /// Partitions recorded.
+    pub partitions_loaded: u64,
+    /// Oldest recorded date.
+    pub oldest_loaded: Option<NaiveDate>,
+    /// Newest recorded date.
+    pub newest_loaded: Option<NaiveDate>,
+    /// Watermark.
+    pub watermark: Option<NaiveDate>,
+    /// Rows of the recorded partitions.
+    pub rows: u64,
+    /// Keys of the recorded partitions.
+    pub keys: u64,
+    /// Most recent load.
+    pub last_loaded_at: Option<String>,
+    /// Error reading the ledger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Text form of a plan, one line per partition.
+pub fn format_plan(report: &PlanReport) -> String {
+    let mut out = String::new();
+    for table in &report.tables {
+        out.push_str(&format!("table {}", table.table));
+        if let Some(today) = table.today {
+            out.push_str(&format!(" (today {today})"));
+        }
+        out.push('\n');
+        if let Some(err) = &table.error {
+            out.push_str(&format!("  error: {err}\n"));
+            continue;
+        }
+        out.push_str("  date        state       files        bytes         rows     est_keys   est_memory  note\n");
+        for p in &table.partitions {
+            let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+            out.push_str(&format!(
+                "  {}  {:<10} {:>6} {:>12} {:>12} {:>12} {:>12}  {}\n",
+                p.date,
+                format!("{:?}", p.state).to_lowercase(),
+                p.files,
+                p.bytes,
+                opt(p.rows),
+                opt(p.est_keys),
+                opt(p.est_memory_bytes),
+                p.note.as_deref().unwrap_or("")
+            ));
+        }
+        if let Some(late) = table.late {
+            out.push_str(&format!("  LATE: no complete partition for {late}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "estimated redis memory to write: {} bytes",
+        report.est_memory_bytes
+    ));
+    if let Some(free) = report.redis_free_bytes {
+        out.push_str(&format!(" (redis free: {free} bytes)"));
+    }
+    out.push('\n');
+    out
+}
