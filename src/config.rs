@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::encode::{DateEncoding, EncodeSpec, TimestampEncoding, ValueFormat};
 use crate::error::ConfigError;
-use crate::template::{KeyTemplate, TemplatePart};
+use crate::template::KeyTemplate;
 
 /// A secret string whose `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -803,14 +803,6 @@ fn build_table(
             at("key"),
             format!("uses the partition column {partition_column:?}, which is not a column of the files"),
         ));
-    }
-    if key
-        .parts()
-        .iter()
-        .all(|part| !matches!(part, TemplatePart::Literal(_)))
-        && key_columns.len() == 1
-    {
-        // A bare `{id}` key collides across tables sharing the KV; allowed, but only with intent.
     }
     if let Some(columns) = &raw.columns {
         let mut seen = HashSet::new();
