@@ -30,6 +30,19 @@ pub enum PartitionState {
 }
 
 impl PartitionState {
+    /// The state's name as in logs and JSON (`pending`, `changed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionState::Loaded => "loaded",
+            PartitionState::Pending => "pending",
+            PartitionState::Changed => "changed",
+            PartitionState::Incomplete => "incomplete",
+            PartitionState::Hot => "hot",
+            PartitionState::Expired => "expired",
+            PartitionState::Superseded => "superseded",
+        }
+    }
+
     /// True for states a run loads.
     pub fn needs_load(self) -> bool {
         matches!(self, PartitionState::Pending | PartitionState::Changed)

@@ -289,7 +289,7 @@ pub fn format_plan(report: &PlanReport) -> String {
             out.push_str(&format!(
                 "  {}  {:<10} {:>6} {:>12} {:>12} {:>12} {:>12}  {}\n",
                 p.date,
-                format!("{:?}", p.state).to_lowercase(),
+                p.state.as_str(),
                 p.files,
                 p.bytes,
                 opt(p.rows),

@@ -363,13 +363,13 @@ impl Engine {
                 break;
             }
             let partition = &listing.partitions[&date];
-            let state = plan.partition(date).map(|p| p.state);
+            let state = plan.partition(date).map_or("", |p| p.state.as_str());
             if options.dry_run {
                 tracing::info!(
                     event = "partition_planned",
                     table = %table.name,
                     date = %date,
-                    state = ?state,
+                    state,
                     files = partition.files.len(),
                     bytes = partition.bytes(),
                     "partition would be loaded"
@@ -405,7 +405,7 @@ impl Engine {
                         event = "partition_loaded",
                         table = %table.name,
                         date = %date,
-                        state = ?state,
+                        state,
                         files = stats.files,
                         rows = stats.rows,
                         keys = stats.keys,
