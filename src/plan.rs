@@ -227,3 +227,157 @@ pub fn plan_table(
         invalid_values: listing.invalid_values.iter().cloned().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::listing::DataFile;
+
+    fn table(extra: &str) -> TableConfig {
+        let text = format!(
+            "[source]\nscheme = \"fs\"\nroot = \"/w\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n\
+             [[tables]]\nname = \"t\"\npath = \"t\"\nkey = \"k:{{id}}\"\nretention_days = 10\n{extra}\n"
+        );
+        Config::parse(&text, &HashMap::new())
+            .unwrap()
+            .tables
+            .remove(0)
+    }
+
+    fn d(day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, day).unwrap()
+    }
+
+    fn partition(day: u32, marker: bool, mtime: i64) -> DiscoveredPartition {
+        let dir = format!("t/dt=2026-11-{day:02}/");
+        DiscoveredPartition {
+            date: d(day),
+            files: vec![DataFile {
+                path: format!("{dir}part-0.parquet"),
+                size: 10,
+                etag: None,
+                last_modified_ms: Some(mtime),
+            }],
+            marker_dirs: if marker {
+                BTreeSet::from([dir.clone()])
+            } else {
+                BTreeSet::new()
+            },
+            dir,
+            empty_files: 0,
+        }
+    }
+
+    fn listing(parts: Vec<DiscoveredPartition>) -> TableListing {
+        TableListing {
+            partitions: parts.into_iter().map(|p| (p.date, p)).collect(),
+            ..TableListing::default()
+        }
+    }
+
+    fn states(plan: &TablePlan) -> Vec<(u32, PartitionState)> {
+        use chrono::Datelike;
+        plan.partitions
+            .iter()
+            .map(|p| (p.date.day(), p.state))
+            .collect()
+    }
+
+    #[test]
+    fn classifies_every_state_and_reports_late() {
+        let t = table("");
+        let l = listing(vec![
+            partition(10, true, 0),
+            partition(16, true, 0),
+            partition(17, true, 0),
+            partition(18, true, 0),
+            partition(19, false, 0),
+            partition(24, true, 0),
+        ]);
+        let changed = partition(17, true, 0);
+        let mut loaded = BTreeMap::from([
+            (d(16), partition(16, true, 0).fingerprint()),
+            (d(17), "old".to_string()),
+        ]);
+        let plan = plan_table(&t, &l, &loaded, d(25), 0);
+        use PartitionState::*;
+        assert_eq!(
+            states(&plan),
+            vec![
+                (10, Expired),
+                (16, Loaded),
+                (17, Changed),
+                (18, Pending),
+                (19, Incomplete),
+                (24, Hot)
+            ]
+        );
+        assert_eq!(plan.newest_cold, d(23));
+        assert_eq!(plan.oldest_kept, d(15));
+        assert_eq!(plan.late, Some(d(23)));
+        assert_eq!(plan.dates_to_load(), vec![d(17), d(18)]);
+        assert_eq!(plan.dates_to_backfill(d(16), d(17), false), vec![d(17)]);
+        assert_eq!(
+            plan.dates_to_backfill(d(16), d(17), true),
+            vec![d(16), d(17)]
+        );
+        loaded.insert(d(17), changed.fingerprint());
+        let plan = plan_table(&t, &l, &loaded, d(20), 0);
+        assert_eq!(
+            plan.late, None,
+            "the 18th is complete and the newest cold date on the 20th"
+        );
+    }
+
+    #[test]
+    fn table_marker_and_min_age() {
+        let t = table("completeness = \"table_marker\"");
+        let mut l = listing(vec![
+            partition(18, false, 1_000),
+            partition(19, false, 5_000),
+        ]);
+        l.table_marker_ms = Some(2_000);
+        let plan = plan_table(&t, &l, &BTreeMap::new(), d(21), 10_000);
+        assert_eq!(
+            states(&plan),
+            vec![
+                (18, PartitionState::Pending),
+                (19, PartitionState::Incomplete)
+            ]
+        );
+        assert_eq!(plan.late, Some(d(19)));
+
+        let t = table("completeness = \"none\"\nmin_age_minutes = 1");
+        let l = listing(vec![partition(18, false, 0), partition(19, false, 50_000)]);
+        let plan = plan_table(&t, &l, &BTreeMap::new(), d(21), 100_000);
+        assert_eq!(
+            states(&plan),
+            vec![
+                (18, PartitionState::Pending),
+                (19, PartitionState::Incomplete)
+            ]
+        );
+    }
+
+    #[test]
+    fn snapshot_loads_only_the_newest_complete_cold_partition() {
+        let t = table("mode = \"snapshot\"");
+        let l = listing(vec![
+            partition(17, true, 0),
+            partition(18, true, 0),
+            partition(19, false, 0),
+        ]);
+        let loaded = BTreeMap::from([(d(17), partition(17, true, 0).fingerprint())]);
+        let plan = plan_table(&t, &l, &loaded, d(21), 0);
+        use PartitionState::*;
+        assert_eq!(
+            states(&plan),
+            vec![(17, Superseded), (18, Pending), (19, Incomplete)]
+        );
+        assert_eq!(plan.dates_to_load(), vec![d(18)]);
+        assert_eq!(plan.late, Some(d(19)));
+    }
+}
