@@ -24,16 +24,25 @@ key = "cold:orders:{order_id}"
 "#;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn error_of(text: &str) -> String {
-    Config::parse(text, &HashMap::new()).expect_err("config must be rejected").to_string()
+    Config::parse(text, &HashMap::new())
+        .expect_err("config must be rejected")
+        .to_string()
 }
 
 #[test]
 fn example_config_parses_with_documented_defaults() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/coldsync.example.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/coldsync.example.toml"
+    ))
+    .unwrap();
     let config = Config::parse(&text, &HashMap::new()).unwrap();
     assert_eq!(config.tables.len(), 1);
     let orders = &config.tables[0];
@@ -64,29 +73,86 @@ fn minimal_config_gets_defaults() {
 #[test]
 fn invalid_options_are_rejected_naming_the_option() {
     let cases: Vec<(String, &str)> = vec![
-        (BASE.replace("key = \"cold:orders:{order_id}\"", "key = \"cold:orders:{order_id\""), "tables[0] (orders).key"),
-        (BASE.replace("key = \"cold:orders:{order_id}\"", "key = \"cold:orders\""), "tables[0] (orders).key"),
-        (format!("{BASE}partition_format = \"%Y-%m\"\n"), "tables[0] (orders).partition_format"),
-        (format!("{BASE}timezone = \"Mars/Olympus\"\n"), "tables[0] (orders).timezone"),
-        (format!("{BASE}value_format = \"xml\"\n"), "tables[0] (orders).value_format"),
-        (format!("{BASE}value_format = \"column\"\n"), "tables[0] (orders).value_column"),
-        (format!("{BASE}mode = \"full\"\n"), "tables[0] (orders).mode"),
-        (format!("{BASE}completeness = \"maybe\"\n"), "tables[0] (orders).completeness"),
-        (format!("{BASE}delete_missing = true\n"), "tables[0] (orders).delete_missing"),
-        (format!("{BASE}hot_days = 40\n"), "tables[0] (orders).retention_days"),
+        (
+            BASE.replace(
+                "key = \"cold:orders:{order_id}\"",
+                "key = \"cold:orders:{order_id\"",
+            ),
+            "tables[0] (orders).key",
+        ),
+        (
+            BASE.replace("key = \"cold:orders:{order_id}\"", "key = \"cold:orders\""),
+            "tables[0] (orders).key",
+        ),
+        (
+            format!("{BASE}partition_format = \"%Y-%m\"\n"),
+            "tables[0] (orders).partition_format",
+        ),
+        (
+            format!("{BASE}timezone = \"Mars/Olympus\"\n"),
+            "tables[0] (orders).timezone",
+        ),
+        (
+            format!("{BASE}value_format = \"xml\"\n"),
+            "tables[0] (orders).value_format",
+        ),
+        (
+            format!("{BASE}value_format = \"column\"\n"),
+            "tables[0] (orders).value_column",
+        ),
+        (
+            format!("{BASE}mode = \"full\"\n"),
+            "tables[0] (orders).mode",
+        ),
+        (
+            format!("{BASE}completeness = \"maybe\"\n"),
+            "tables[0] (orders).completeness",
+        ),
+        (
+            format!("{BASE}delete_missing = true\n"),
+            "tables[0] (orders).delete_missing",
+        ),
+        (
+            format!("{BASE}hot_days = 40\n"),
+            "tables[0] (orders).retention_days",
+        ),
         (format!("{BASE}key_typo = 1\n"), "tables[0] (orders)"),
-        (BASE.replace("key = \"cold:orders:{order_id}\"", "key = \"cold:{dt}:{order_id}\""), "tables[0] (orders).key"),
-        (BASE.replace("retention_days = 30", ""), "tables[0] (orders).retention_days"),
-        (BASE.replace("scheme = \"fs\"", "scheme = \"ftp\""), "source.scheme"),
+        (
+            BASE.replace(
+                "key = \"cold:orders:{order_id}\"",
+                "key = \"cold:{dt}:{order_id}\"",
+            ),
+            "tables[0] (orders).key",
+        ),
+        (
+            BASE.replace("retention_days = 30", ""),
+            "tables[0] (orders).retention_days",
+        ),
+        (
+            BASE.replace("scheme = \"fs\"", "scheme = \"ftp\""),
+            "source.scheme",
+        ),
         (BASE.replace("root = \"/data\"", ""), "source.root"),
         (BASE.replace("redis://", "http://"), "redis.url"),
-        (format!("{BASE}[[tables]]\nname = \"orders\"\npath = \"o2\"\nkey = \"k:{{id}}\"\n"), "tables[1].name"),
-        (BASE.split("[[tables]]").next().unwrap().to_string(), "tables"),
-        (BASE.replace("[redis]", "[redis]\nbatch_size = 0"), "redis.batch_size"),
+        (
+            format!("{BASE}[[tables]]\nname = \"orders\"\npath = \"o2\"\nkey = \"k:{{id}}\"\n"),
+            "tables[1].name",
+        ),
+        (
+            BASE.split("[[tables]]").next().unwrap().to_string(),
+            "tables",
+        ),
+        (
+            BASE.replace("[redis]", "[redis]\nbatch_size = 0"),
+            "redis.batch_size",
+        ),
     ];
     for (text, option) in cases {
         let message = error_of(&text);
-        assert!(message.contains(option), "expected {option:?} in {message:?}");
+        assert!(
+            message.contains(option),
+            "expected {option:?} in {message:?}"
+        );
     }
 }
 
@@ -100,48 +166,84 @@ fn unknown_sections_and_fields_are_rejected_with_their_name() {
 
 #[test]
 fn secrets_only_from_environment_or_files_and_redacted() {
-    let literal = BASE.replace("root = \"/data\"", "root = \"/data\"\nsecret_access_key = \"abc\"");
+    let literal = BASE.replace(
+        "root = \"/data\"",
+        "root = \"/data\"\nsecret_access_key = \"abc\"",
+    );
     let message = error_of(&literal);
     assert!(message.contains("source.secret_access_key"), "{message}");
     assert!(!message.contains("abc"), "{message}");
 
-    let from_env = BASE.replace("root = \"/data\"", "root = \"/data\"\nsecret_access_key_env = \"MY_SECRET\"");
-    let missing = Config::parse(&from_env, &HashMap::new()).unwrap_err().to_string();
+    let from_env = BASE.replace(
+        "root = \"/data\"",
+        "root = \"/data\"\nsecret_access_key_env = \"MY_SECRET\"",
+    );
+    let missing = Config::parse(&from_env, &HashMap::new())
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("MY_SECRET"), "{missing}");
     let config = Config::parse(&from_env, &env(&[("MY_SECRET", "s3cr3t-value")])).unwrap();
-    assert_eq!(config.source.options["secret_access_key"].expose(), "s3cr3t-value");
+    assert_eq!(
+        config.source.options["secret_access_key"].expose(),
+        "s3cr3t-value"
+    );
     assert!(!format!("{:?}", config.source).contains("s3cr3t-value"));
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pw");
     std::fs::write(&file, "file-pass\n").unwrap();
-    let with_file = BASE.replace("[redis]", &format!("[redis]\npassword_file = {:?}", file.display().to_string()));
+    let with_file = BASE.replace(
+        "[redis]",
+        &format!("[redis]\npassword_file = {:?}", file.display().to_string()),
+    );
     let config = Config::parse(&with_file, &HashMap::new()).unwrap();
-    assert_eq!(config.redis.password.as_ref().unwrap().expose(), "file-pass");
+    assert_eq!(
+        config.redis.password.as_ref().unwrap().expose(),
+        "file-pass"
+    );
     assert_eq!(config.redis.masked_url(), "redis://:****@127.0.0.1:6379/0");
     assert!(!format!("{:?}", config.redis).contains("file-pass"));
 
-    let config = Config::parse(BASE, &env(&[("COLDSYNC_REDIS_PASSWORD", "envpass"), ("COLDSYNC_REDIS_USERNAME", "loader")]))
-        .unwrap();
+    let config = Config::parse(
+        BASE,
+        &env(&[
+            ("COLDSYNC_REDIS_PASSWORD", "envpass"),
+            ("COLDSYNC_REDIS_USERNAME", "loader"),
+        ]),
+    )
+    .unwrap();
     assert_eq!(config.redis.password.as_ref().unwrap().expose(), "envpass");
-    assert_eq!(config.redis.masked_url(), "redis://loader:****@127.0.0.1:6379/0");
+    assert_eq!(
+        config.redis.masked_url(),
+        "redis://loader:****@127.0.0.1:6379/0"
+    );
 
     let in_url = BASE.replace("redis://127.0.0.1", "rediss://u:hunter2@127.0.0.1");
     let config = Config::parse(&in_url, &HashMap::new()).unwrap();
     assert!(config.redis.tls);
-    assert_eq!(config.redis.masked_url(), "rediss://u:****@127.0.0.1:6379/0");
+    assert_eq!(
+        config.redis.masked_url(),
+        "rediss://u:****@127.0.0.1:6379/0"
+    );
     assert!(!format!("{config:?}").contains("hunter2"));
 }
 
 #[test]
 fn partition_values_parse_only_in_canonical_form() {
-    let compact = Config::parse(&format!("{BASE}partition_format = \"%Y%m%d\"\n"), &HashMap::new()).unwrap();
+    let compact = Config::parse(
+        &format!("{BASE}partition_format = \"%Y%m%d\"\n"),
+        &HashMap::new(),
+    )
+    .unwrap();
     let t = &compact.tables[0];
     let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
     assert_eq!(t.parse_partition_value("20261120"), Some(date));
     assert_eq!(t.parse_partition_value("2026-11-20"), None);
     assert_eq!(t.parse_partition_value("__HIVE_DEFAULT_PARTITION__"), None);
     let dashed = Config::parse(BASE, &HashMap::new()).unwrap();
-    assert_eq!(dashed.tables[0].parse_partition_value("2026-11-20"), Some(date));
+    assert_eq!(
+        dashed.tables[0].parse_partition_value("2026-11-20"),
+        Some(date)
+    );
     assert_eq!(dashed.tables[0].parse_partition_value("2026-11-2"), None);
 }
