@@ -111,6 +111,8 @@ struct RawRedis {
     tls_ca_file: Option<PathBuf>,
     #[serde(default)]
     tls_insecure: bool,
+    max_keys_per_sec: Option<u64>,
+    adaptive_latency_ms: Option<u64>,
 }
 
 fn default_username_env() -> String {
@@ -168,6 +170,7 @@ struct RawTableOptions {
     min_age_minutes: Option<u64>,
     snapshot_grace_days: Option<u32>,
     delete_missing: Option<bool>,
+    max_keys_per_sec: Option<u64>,
 }
 
 /// `[[tables]]`: the table's own keys; the rest must be [`RawTableOptions`] (checked strictly in
@@ -274,6 +277,10 @@ pub struct RedisConfig {
     pub timeout: Duration,
     /// Attempts of a partition load after a transient Redis failure.
     pub retry_attempts: usize,
+    /// Global write-rate limit (keys per second), all tables together.
+    pub max_keys_per_sec: Option<u64>,
+    /// Adaptive mode: back off while Redis's PING round trip exceeds this.
+    pub adaptive_latency: Option<Duration>,
 }
 
 impl RedisConfig {
@@ -323,6 +330,8 @@ pub struct TableConfig {
     pub key: KeyTemplate,
     /// Value layout.
     pub format: ValueFormat,
+    /// Write-rate limit of this table (keys per second).
+    pub max_keys_per_sec: Option<u64>,
     /// Timestamp encoding.
     pub timestamp: TimestampEncoding,
     /// Date encoding.
@@ -677,7 +686,21 @@ fn build_redis(raw: RawRedis, env: &HashMap<String, String>) -> Result<RedisConf
         pipelines_per_connection: raw.pipelines_per_connection,
         timeout: Duration::from_secs(raw.timeout_secs),
         retry_attempts: raw.retry_attempts,
+        max_keys_per_sec: positive("redis.max_keys_per_sec", raw.max_keys_per_sec)?,
+        adaptive_latency: positive("redis.adaptive_latency_ms", raw.adaptive_latency_ms)?
+            .map(Duration::from_millis),
     })
+}
+
+/// An optional count that must be positive when given.
+fn positive(option: &str, value: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match value {
+        Some(0) => Err(invalid(
+            option,
+            "must be at least 1 (leave it out for no limit)",
+        )),
+        other => Ok(other),
+    }
 }
 
 fn parse_tz(option: &str, name: &str) -> Result<Tz, ConfigError> {
@@ -882,6 +905,7 @@ fn build_table(
         min_age: Duration::from_secs(60 * pick!(min_age_minutes).unwrap_or(0)),
         snapshot_grace_days: pick!(snapshot_grace_days).unwrap_or(2),
         delete_missing,
+        max_keys_per_sec: positive(&at("max_keys_per_sec"), pick!(max_keys_per_sec))?,
         columns,
         key,
         format,

@@ -14,8 +14,10 @@
 //! - [`writer`]: pipelined bulk writer over several Redis connections, every reply checked.
 //! - [`ledger`]: what was loaded (fingerprints, counts, watermark), kept in Redis itself.
 //! - [`load`]: loads one partition end to end.
+//! - [`export`]: the RESP stream of a partition, for `redis-cli --pipe`.
 //! - [`report`]: read-only reports: plan with estimates, status, check.
 //! - [`run`]: a whole run: plan every table, load, record, summarize; also `plan`, `status`, `check`.
+//! - [`throttle`]: write-rate limits and the adaptive back-off that keeps readers fast.
 //! - [`daemon`]: the cron-scheduled daemon.
 //! - [`logging`]: structured log setup.
 //! - [`error`]: typed errors.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod encode;
 pub mod error;
+pub mod export;
 pub mod ledger;
 pub mod listing;
 pub mod load;
@@ -35,4 +38,5 @@ pub mod resp;
 pub mod run;
 pub mod source;
 pub mod template;
+pub mod throttle;
 pub mod writer;

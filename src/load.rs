@@ -9,13 +9,16 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use opendal::Operator;
 use serde::Serialize;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use crate::config::TableConfig;
 use crate::encode::{EncodeSpec, EncodedRows, RowEncoder, ValueFormat};
-use crate::error::{FileError, PartitionError};
+use crate::error::{FileError, PartitionError, RedisError};
 use crate::listing::DiscoveredPartition;
 use crate::reader::{open_file, OpenedFile};
-use crate::resp::{route, CommandBatch, Expiry, WriteStyle};
+use crate::resp::{route, CommandBatch, Expiry, ScriptShas, WriteStyle};
+use crate::throttle::RateLimiter;
 use crate::writer::WriteSession;
 
 /// Record batches decoded ahead of the encoder, per file.
@@ -160,14 +163,94 @@ pub enum RowCommand {
     DeleteIfOlder,
 }
 
-/// Streams every row of a prepared partition into `session`, routing each key to its connection,
-/// and waits for every acknowledgement.
+/// What producing the commands of a partition read and built.
+#[derive(Debug, Clone, Default)]
+pub struct Produced {
+    /// Rows read.
+    pub rows: u64,
+    /// Rows skipped because a key column was null or empty.
+    pub skipped_null_keys: u64,
+    /// Bytes of keys and values encoded.
+    pub payload_bytes: u64,
+    /// Commands built.
+    pub commands: u64,
+}
+
+/// Reads every row of a prepared partition, builds one command per row, routes each key to one of
+/// `queues` (so all writes of a key go through one connection, in file order) and hands each
+/// batch of `batch_size` commands to `sink` as `(queue, batch)`. Stops early, without error,
+/// when the sink is closed (the consumer already has the reason).
+pub async fn produce_commands(
+    prepared: PreparedPartition,
+    command: RowCommand,
+    expiry: Expiry,
+    shas: ScriptShas,
+    queues: usize,
+    batch_size: usize,
+    sink: mpsc::Sender<(usize, CommandBatch)>,
+) -> Result<Produced, PartitionError> {
+    let mut produced = Produced::default();
+    let new_batch = || CommandBatch::with_capacity(batch_size * 128, batch_size);
+    let mut pending: Vec<CommandBatch> = (0..queues).map(|_| new_batch()).collect();
+    let mut rows = EncodedRows::new();
+    for (file, encoder, mask) in prepared.files {
+        let path = file.file.path.clone();
+        let mut batches = file.stream(mask, READ_AHEAD_BATCHES);
+        while let Some(batch) = batches.recv().await {
+            let batch = batch?;
+            produced.rows += batch.num_rows() as u64;
+            rows.clear();
+            encoder
+                .encode_batch(&batch, &mut rows)
+                .map_err(|source| FileError::Schema {
+                    path: path.clone(),
+                    source,
+                })?;
+            produced.skipped_null_keys += rows.skipped_null_keys();
+            produced.payload_bytes += rows.byte_len() as u64;
+            for row in 0..rows.len() {
+                let target = if queues == 1 {
+                    0
+                } else {
+                    route(rows.key(row), queues)
+                };
+                let out = &mut pending[target];
+                match command {
+                    RowCommand::Write(style) => out.push_row(&rows, row, style, &expiry, &shas),
+                    RowCommand::DeleteIfOlder => {
+                        out.push_delete_if_older(rows.key(row), &expiry, &shas)
+                    }
+                }
+                if out.len() >= batch_size {
+                    let full = std::mem::replace(out, new_batch());
+                    produced.commands += full.len() as u64;
+                    if sink.send((target, full)).await.is_err() {
+                        return Ok(produced);
+                    }
+                }
+            }
+        }
+    }
+    for (target, batch) in pending.into_iter().enumerate() {
+        if !batch.is_empty() {
+            produced.commands += batch.len() as u64;
+            if sink.send((target, batch)).await.is_err() {
+                break;
+            }
+        }
+    }
+    Ok(produced)
+}
+
+/// Streams every row of a prepared partition into `session` (at most `limiter`'s rate), and waits
+/// for every acknowledgement. Reading and encoding run in their own task, beside the writes.
 pub async fn send_partition(
     prepared: PreparedPartition,
     session: WriteSession,
     command: RowCommand,
     expiry: &Expiry,
     batch_size: usize,
+    limiter: &RateLimiter,
 ) -> Result<PartitionStats, PartitionError> {
     let started = Instant::now();
     let mut stats = PartitionStats {
@@ -175,67 +258,42 @@ pub async fn send_partition(
         bytes: prepared.bytes,
         ..PartitionStats::default()
     };
-    let shas = session.shas().clone();
     let connections = session.connections();
-    let mut pending: Vec<CommandBatch> = (0..connections)
-        .map(|_| CommandBatch::with_capacity(batch_size * 256, batch_size))
-        .collect();
-    let mut rows = EncodedRows::new();
+    let (tx, mut rx) = mpsc::channel(connections * 2);
+    let producer = tokio::spawn(produce_commands(
+        prepared,
+        command,
+        expiry.clone(),
+        session.shas().clone(),
+        connections,
+        batch_size,
+        tx,
+    ));
     let mut broken = false;
-    'files: for (file, encoder, mask) in prepared.files {
-        let path = file.file.path.clone();
-        let mut batches = file.stream(mask, READ_AHEAD_BATCHES);
-        while let Some(batch) = batches.recv().await {
-            let batch = match batch {
-                Ok(batch) => batch,
-                Err(err) => {
-                    drop(session.finish().await);
-                    return Err(err.into());
-                }
-            };
-            stats.rows += batch.num_rows() as u64;
-            rows.clear();
-            if let Err(source) = encoder.encode_batch(&batch, &mut rows) {
-                drop(session.finish().await);
-                return Err(FileError::Schema { path, source }.into());
-            }
-            stats.skipped_null_keys += rows.skipped_null_keys();
-            stats.payload_bytes += rows.byte_len() as u64;
-            for row in 0..rows.len() {
-                let target = route(rows.key(row), connections);
-                let out = &mut pending[target];
-                match command {
-                    RowCommand::Write(style) => out.push_row(&rows, row, style, expiry, &shas),
-                    RowCommand::DeleteIfOlder => {
-                        out.push_delete_if_older(rows.key(row), expiry, &shas)
-                    }
-                }
-                if out.len() >= batch_size {
-                    let full = std::mem::replace(
-                        out,
-                        CommandBatch::with_capacity(batch_size * 256, batch_size),
-                    );
-                    if session.send(target, full).await.is_err() {
-                        broken = true;
-                        break 'files;
-                    }
-                }
-            }
+    while let Some((target, batch)) = rx.recv().await {
+        limiter.acquire(batch.len()).await;
+        if session.send(target, batch).await.is_err() {
+            broken = true;
+            break;
         }
     }
-    if !broken {
-        for (target, batch) in pending.into_iter().enumerate() {
-            if session.send(target, batch).await.is_err() {
-                break;
-            }
-        }
+    drop(rx);
+    let produced = producer
+        .await
+        .map_err(|err| RedisError::Protocol(format!("reader task failed: {err}")));
+    let totals = session.finish().await;
+    let produced = produced??;
+    let totals = totals?;
+    if broken || totals.commands != produced.commands {
+        return Err(RedisError::Protocol(format!(
+            "{} commands built but {} acknowledged",
+            produced.commands, totals.commands
+        ))
+        .into());
     }
-    let totals = session.finish().await?;
-    if broken {
-        return Err(
-            crate::error::RedisError::Protocol("a write connection stopped early".into()).into(),
-        );
-    }
+    stats.rows = produced.rows;
+    stats.skipped_null_keys = produced.skipped_null_keys;
+    stats.payload_bytes = produced.payload_bytes;
     stats.keys = totals.commands - totals.kept_newer;
     stats.kept_newer = totals.kept_newer;
     tracing::debug!(
@@ -243,4 +301,49 @@ pub async fn send_partition(
         "partition sent"
     );
     Ok(stats)
+}
+
+/// Writes the commands of a partition as a RESP stream (for `redis-cli --pipe`, or to inspect
+/// what a load sends). Hash rows become `DEL`, `HSET`, `PEXPIREAT` (no scripts needed).
+pub async fn export_partition<W: AsyncWrite + Unpin>(
+    prepared: PreparedPartition,
+    style: WriteStyle,
+    expiry: &Expiry,
+    out: &mut W,
+) -> Result<Produced, ExportError> {
+    let (tx, mut rx) = mpsc::channel(4);
+    let producer = tokio::spawn(produce_commands(
+        prepared,
+        RowCommand::Write(style),
+        expiry.clone(),
+        ScriptShas::default(),
+        1,
+        1000,
+        tx,
+    ));
+    let mut written = Ok(());
+    while let Some((_, batch)) = rx.recv().await {
+        if let Err(err) = out.write_all(&batch.bytes).await {
+            written = Err(err);
+            break;
+        }
+    }
+    drop(rx);
+    let produced = producer
+        .await
+        .map_err(|err| ExportError::Write(std::io::Error::other(err.to_string())))??;
+    written.map_err(ExportError::Write)?;
+    out.flush().await.map_err(ExportError::Write)?;
+    Ok(produced)
+}
+
+/// Exporting a partition failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading the partition failed.
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    /// Writing the output failed.
+    #[error("cannot write the export: {0}")]
+    Write(std::io::Error),
 }

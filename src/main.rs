@@ -96,12 +96,34 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Write the Redis commands a load of one partition sends (RESP, for `redis-cli --pipe`).
+    Export {
+        /// The table.
+        #[arg(long = "table", short = 't')]
+        table: String,
+        /// The partition date (YYYY-MM-DD).
+        #[arg(long)]
+        date: NaiveDate,
+        /// Output format (only `resp`).
+        #[arg(long, default_value = "resp")]
+        format: ExportFormat,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Run on the configured cron schedule until SIGTERM or Ctrl-C.
     Daemon {
         /// Also run once right away.
         #[arg(long)]
         run_now: bool,
     },
+}
+
+/// `export --format` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// Redis protocol, as `redis-cli --pipe` reads it.
+    Resp,
 }
 
 fn main() -> ExitCode {
@@ -242,6 +264,53 @@ async fn execute(cli: Cli) -> i32 {
                 }
             }
             code
+        }
+        Command::Export {
+            table,
+            date,
+            format: ExportFormat::Resp,
+            out,
+        } => {
+            let table = match engine.config().select_tables(&[table]) {
+                Ok(mut tables) => tables.remove(0),
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return exit_code::CONFIG;
+                }
+            };
+            let result = match &out {
+                Some(path) => match tokio::fs::File::create(path).await {
+                    Ok(file) => {
+                        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+                        engine.export(&table, date, &mut file).await
+                    }
+                    Err(err) => Err(coldsync::load::ExportError::Write(err)),
+                },
+                None => {
+                    let mut stdout =
+                        tokio::io::BufWriter::with_capacity(1 << 20, tokio::io::stdout());
+                    engine.export(&table, date, &mut stdout).await
+                }
+            };
+            match result {
+                Ok(produced) => {
+                    tracing::info!(
+                        event = "partition_exported",
+                        table = %table.name,
+                        date = %date,
+                        rows = produced.rows,
+                        commands = produced.commands,
+                        skipped_null_keys = produced.skipped_null_keys,
+                        "partition exported"
+                    );
+                    exit_code::OK
+                }
+                Err(err) => {
+                    tracing::error!(event = "export_failed", table = %table.name, date = %date, error = %err, "export failed");
+                    eprintln!("error: {err}");
+                    exit_code::FAILED
+                }
+            }
         }
         Command::Daemon { run_now } => {
             match coldsync::daemon::run_daemon(engine, run_now, shutdown).await {

@@ -60,6 +60,9 @@ pub enum WriteStyle {
         /// Keep keys that expire later (are newer).
         guarded: bool,
     },
+    /// `DEL`, `HSET`, `PEXPIREAT` as three plain commands (exports for `redis-cli --pipe`; not
+    /// atomic, so never used for loading a live KV).
+    HashPlain,
 }
 
 /// A batch of commands for one connection: their RESP bytes and where each command starts.
@@ -144,6 +147,20 @@ impl CommandBatch {
                 self.arg(key);
                 self.arg(rows.value(row));
                 self.arg(expiry.text.as_bytes());
+            }
+            WriteStyle::HashPlain => {
+                self.push_command(&[b"DEL", key]);
+                let fields = rows.fields(row).count();
+                if fields > 0 {
+                    self.begin(2 + 2 * fields);
+                    self.arg(b"HSET");
+                    self.arg(key);
+                    for (name, value) in rows.fields(row) {
+                        self.arg(name);
+                        self.arg(value);
+                    }
+                    self.push_command(&[b"PEXPIREAT", key, expiry.text.as_bytes()]);
+                }
             }
             WriteStyle::Hash { guarded } => {
                 let fields = rows.fields(row).count();

@@ -3,6 +3,7 @@
 //! partitions, and summarize. Also the read-only commands: `plan`, `status`, `check`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate, TimeZone, Utc};
@@ -19,6 +20,7 @@ use crate::load::{prepare, send_partition, PartitionStats, RowCommand};
 use crate::plan::{plan_table, PartitionState, TablePlan};
 use crate::resp::{Expiry, WriteStyle};
 use crate::source::build_operator;
+use crate::throttle::{run_adaptive, RateLimit, RateLimiter, ADAPTIVE_CEILING};
 use crate::writer::WriteSession;
 
 /// Process exit codes, documented in the README.
@@ -156,6 +158,8 @@ pub struct Engine {
     config: Config,
     operator: Operator,
     ledger: Ledger,
+    /// `redis.max_keys_per_sec`, or the adaptive rate; shared by every table of a run.
+    global_limit: Option<Arc<RateLimit>>,
 }
 
 /// Starting a command failed before any table was touched.
@@ -192,10 +196,16 @@ impl Engine {
         let operator = build_operator(&config.source)?;
         let ledger = Ledger::connect(&config.redis, &config.ledger_prefix).await?;
         ledger.check_version().await?;
+        let global_limit = match (config.redis.max_keys_per_sec, config.redis.adaptive_latency) {
+            (Some(rate), _) => Some(RateLimit::new(rate)),
+            (None, Some(_)) => Some(RateLimit::new(ADAPTIVE_CEILING)),
+            (None, None) => None,
+        };
         Ok(Engine {
             config,
             operator,
             ledger,
+            global_limit,
         })
     }
 
@@ -261,6 +271,20 @@ impl Engine {
             source = %self.config.source.scheme,
             "run started"
         );
+        let stop_probe = cancel.child_token();
+        if let (Some(target), Some(limit)) =
+            (self.config.redis.adaptive_latency, &self.global_limit)
+        {
+            if !options.dry_run {
+                tokio::spawn(run_adaptive(
+                    self.config.redis.clone(),
+                    target,
+                    limit.clone(),
+                    stop_probe.clone(),
+                ));
+            }
+        }
+        let _stop_probe = stop_probe.drop_guard();
         let mut summary = RunSummary {
             run_id: run_id.clone(),
             dry_run: options.dry_run,
@@ -357,6 +381,13 @@ impl Engine {
             None => plan.dates_to_load(),
         };
         let mut newest_loaded = entries.keys().next_back().copied();
+        let limits = self
+            .global_limit
+            .iter()
+            .cloned()
+            .chain(table.max_keys_per_sec.map(RateLimit::new))
+            .collect();
+        let limiter = RateLimiter::new(limits);
         let mut loaded_now = Vec::new();
         for date in dates {
             if cancel.is_cancelled() {
@@ -379,7 +410,7 @@ impl Engine {
             let guarded = newest_loaded.is_some_and(|newest| date < newest);
             let started = Instant::now();
             let result = self
-                .load_with_retries(table, &listing, &entries, date, guarded, cancel)
+                .load_with_retries(table, &listing, &entries, date, guarded, &limiter, cancel)
                 .await;
             match result {
                 Ok(stats) => {
@@ -531,6 +562,7 @@ impl Engine {
         entries: &BTreeMap<NaiveDate, LedgerEntry>,
         date: NaiveDate,
         guarded: bool,
+        limiter: &RateLimiter,
         cancel: &CancellationToken,
     ) -> Result<PartitionStats, PartitionError> {
         let attempts = self.config.redis.retry_attempts.max(1);
@@ -538,7 +570,7 @@ impl Engine {
         let mut attempt = 1;
         loop {
             let result = tokio::select! {
-                result = self.load_partition(table, listing, entries, date, guarded) => result,
+                result = self.load_partition(table, listing, entries, date, guarded, limiter) => result,
                 _ = cancel.cancelled() => Err(PartitionError::Cancelled),
             };
             match result {
@@ -570,6 +602,7 @@ impl Engine {
         entries: &BTreeMap<NaiveDate, LedgerEntry>,
         date: NaiveDate,
         guarded: bool,
+        limiter: &RateLimiter,
     ) -> Result<PartitionStats, PartitionError> {
         let partition = &listing.partitions[&date];
         let concurrency = self.config.source.read_concurrency;
@@ -587,6 +620,7 @@ impl Engine {
             RowCommand::Write(style),
             &expiry,
             self.config.redis.batch_size,
+            limiter,
         )
         .await?;
         if table.mode == LoadMode::Snapshot && table.delete_missing {
@@ -601,6 +635,7 @@ impl Engine {
                         RowCommand::DeleteIfOlder,
                         &expiry,
                         self.config.redis.batch_size,
+                        limiter,
                     )
                     .await?;
                     tracing::info!(
