@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The coldsync benchmark, in one go (see README "Performance"):
+#   1. generates the order-fact dataset (PARTITIONS x ROWS, zstd, 128k-row row groups),
+#   2. starts its own redis-server on a free port,
+#   3. json and hash: coldsync run (end to end) vs redis-cli --pipe on the same commands
+#      (from `coldsync export --format resp`), with keys/s, MB/s, CPU seconds, peak RSS, ratio,
+#   4. a live reader's GET latency (p50/p99): no load, unthrottled load, max_keys_per_sec, adaptive,
+#   5. a no-op run over 365 daily partitions x 8 files (local fs, and on moto S3 with S3=1).
+# Usage: bench/run.sh            (PARTITIONS=5 ROWS=1000000 by default; BENCH_DIR=/tmp/coldsync-bench)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PARTITIONS=${PARTITIONS:-5}
+ROWS=${ROWS:-1000000}
+LIMIT=${LIMIT:-50000}
+BENCH_DIR=${BENCH_DIR:-/tmp/coldsync-bench}
+mkdir -p "$BENCH_DIR"
+
+scripts/install-deps.sh
+cargo build --release --bin coldsync --example gen_bench --example latency_probe
+B=target/release
+W=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
+DATA="$BENCH_DIR/data-$PARTITIONS-$ROWS"
+if [ ! -f "$DATA/.done" ]; then
+    rm -rf "$DATA"
+    "$B/examples/gen_bench" --out "$DATA" --partitions "$PARTITIONS" --rows "$ROWS" --end-date 2026-11-20
+    touch "$DATA/.done"
+fi
+AS_OF=2026-11-22   # end date + hot_days: every generated partition is cold
+CLK=$(getconf CLK_TCK)
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$W" --daemonize yes \
+    --pidfile "$W/redis.pid" --logfile "$W/redis.log"
+trap 'kill "$(cat "$W/redis.pid")" 2>/dev/null || true; [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+RPID=$(cat "$W/redis.pid")
+rcli() { redis-cli -p "$PORT" "$@"; }
+calc() { python3 -c "print($1)"; }
+redis_cpu() { awk -v clk="$CLK" '{printf "%.2f", ($14+$15)/clk}' "/proc/$RPID/stat"; }
+
+config() { # config FILE FORMAT [EXTRA_REDIS_LINES] [ROOT] [SCHEME_LINES]
+    cat > "$1" <<TOML
+[source]
+${5:-scheme = "fs"
+root = "${4:-$DATA}"}
+
+[redis]
+url = "redis://127.0.0.1:$PORT/0"
+connections = ${CONNECTIONS:-4}
+batch_size = ${BATCH_SIZE:-1000}
+$3
+
+[defaults]
+retention_days = 400
+
+[[tables]]
+name = "orders"
+path = "orders"
+key = "cold:orders:{order_id}"
+value_format = "$2"
+TOML
+}
+
+report() { # label keys wall_s cpu_user cpu_sys redis_cpu rss_kb bytes
+    awk -v l="$1" -v k="$2" -v w="$3" -v u="$4" -v s="$5" -v r="$6" -v m="$7" -v b="$8" 'BEGIN {
+        printf "%-28s %10d keys %7.2f s %9.0f keys/s %7.1f MB/s  cpu %6.2f s  redis cpu %6.2f s  rss %s\n",
+            l, k, w, k / w, b / w / 1e6, u + s, r, (m == "-" ? "-" : sprintf("%.0f MiB", m / 1024)) }'
+}
+
+timed() { # timed OUTFILE cmd...  (GNU time -v into OUTFILE)
+    local out=$1; shift
+    /usr/bin/time -v -o "$out" "$@"
+}
+tv() { grep "$2" "$1" | awk -F': ' '{print $2}'; }
+wall_of() { tv "$1" "Elapsed (wall clock)" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }'; }
+
+declare -A PIPE_RATE CS_RATE
+for FORMAT in json hash; do
+    config "$W/$FORMAT.toml" "$FORMAT"
+    # The same commands coldsync sends (hash: DEL + HSET + PEXPIREAT), for redis-cli --pipe.
+    : > "$W/$FORMAT.resp"
+    for i in $(seq 0 $((PARTITIONS - 1))); do
+        d=$(date -u -d "2026-11-20 - $((PARTITIONS - 1 - i)) days" +%F)
+        "$B/coldsync" -c "$W/$FORMAT.toml" --log-format json export --table orders --date "$d" >> "$W/$FORMAT.resp" 2>/dev/null
+    done
+    BYTES=$(stat -c %s "$W/$FORMAT.resp")
+
+    rcli flushall >/dev/null
+    r0=$(redis_cpu)
+    start=$(date +%s.%N)
+    redis-cli -p "$PORT" --pipe < "$W/$FORMAT.resp" > "$W/pipe.out"
+    end=$(date +%s.%N)
+    r1=$(redis_cpu)
+    KEYS=$(rcli dbsize)
+    PW=$(calc "$end - $start")
+    report "redis-cli --pipe ($FORMAT)" "$KEYS" "$PW" 0 0 "$(calc "$r1 - $r0")" - "$BYTES"
+    PIPE_RATE[$FORMAT]=$(calc "$KEYS / $PW")
+
+    rcli flushall >/dev/null
+    r0=$(redis_cpu)
+    timed "$W/time.txt" "$B/coldsync" -c "$W/$FORMAT.toml" --log-format json run --as-of "$AS_OF" --json > "$W/summary.json" 2> "$W/run.log"
+    r1=$(redis_cpu)
+    KEYS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys"])' "$W/summary.json")
+    CW=$(wall_of "$W/time.txt")
+    report "coldsync run ($FORMAT)" "$KEYS" "$CW" "$(tv "$W/time.txt" "User time")" "$(tv "$W/time.txt" "System time")" \
+        "$(calc "$r1 - $r0")" "$(tv "$W/time.txt" "Maximum resident set size")" "$BYTES"
+    CS_RATE[$FORMAT]=$(calc "$KEYS / $CW")
+    printf "%-28s %.2f\n" "ratio coldsync/pipe ($FORMAT)" "$(calc "${CS_RATE[$FORMAT]} / ${PIPE_RATE[$FORMAT]}")"
+done
+
+echo
+echo "== live reader GET latency (1 connection, 2000 GET/s of existing keys)"
+config "$W/json.toml" json
+rcli flushall >/dev/null
+"$B/coldsync" -c "$W/json.toml" --log-format json run --as-of "$AS_OF" > /dev/null 2>&1
+MAXID=$((PARTITIONS * ROWS))
+probe() { "$B/examples/latency_probe" --port "$PORT" --max-id "$MAXID" --seconds "$1"; }
+echo "no load:               $(probe 5)"
+for MODE in unthrottled limit adaptive; do
+    case $MODE in
+        unthrottled) config "$W/m.toml" json ;;
+        limit) config "$W/m.toml" json "max_keys_per_sec = $LIMIT" ;;
+        adaptive) config "$W/m.toml" json "adaptive_latency_ms = 1" ;;
+    esac
+    rcli del "coldsync:{orders}:partitions" > /dev/null
+    "$B/coldsync" -c "$W/m.toml" --log-format json run --as-of "$AS_OF" > /dev/null 2> "$W/$MODE.log" &
+    LOADER=$!
+    sleep 0.3
+    printf "%-22s %s\n" "$MODE load:" "$(probe 8)"
+    kill "$LOADER" 2>/dev/null || true
+    wait "$LOADER" 2>/dev/null || true
+done
+
+echo
+echo "== no-op run over 365 partitions x 8 files"
+NOOP="$BENCH_DIR/noop-365x8"
+if [ ! -f "$NOOP/.done" ]; then
+    rm -rf "$NOOP"
+    "$B/examples/gen_bench" --out "$NOOP" --partitions 365 --rows 80 --files 8 --end-date 2026-11-20 > /dev/null
+    touch "$NOOP/.done"
+fi
+config "$W/noop.toml" json "" "$NOOP"
+"$B/coldsync" -c "$W/noop.toml" --log-format json run --as-of "$AS_OF" > /dev/null 2>&1
+timed "$W/noop.txt" "$B/coldsync" -c "$W/noop.toml" --log-format json run --as-of "$AS_OF" > /dev/null 2> "$W/noop.log"
+echo "local fs no-op run:    $(wall_of "$W/noop.txt") s ($(grep -c partition_loaded "$W/noop.log" || true) partitions loaded)"
+if [ "${S3:-0}" = 1 ]; then
+    MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    moto_server -H 127.0.0.1 -p "$MPORT" > "$W/moto.log" 2>&1 &
+    MOTO_PID=$!
+    for _ in $(seq 100); do curl -s "http://127.0.0.1:$MPORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+    python3 - "$MPORT" "$NOOP" <<'PY'
+import sys, os, boto3
+port, root = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+s3.create_bucket(Bucket="bench")
+for dirpath, _, files in os.walk(os.path.join(root, "orders")):
+    for f in files:
+        path = os.path.join(dirpath, f)
+        s3.upload_file(path, "bench", os.path.relpath(path, root))
+PY
+    config "$W/s3.toml" json "" "" "scheme = \"s3\"
+bucket = \"bench\"
+endpoint = \"http://127.0.0.1:$MPORT\"
+region = \"us-east-1\"
+access_key_id_env = \"BENCH_KEY\"
+secret_access_key_env = \"BENCH_KEY\""
+    rcli del "coldsync:{orders}:partitions" > /dev/null
+    BENCH_KEY=test "$B/coldsync" -c "$W/s3.toml" --log-format json run --as-of "$AS_OF" > /dev/null 2>&1
+    BENCH_KEY=test timed "$W/s3noop.txt" "$B/coldsync" -c "$W/s3.toml" --log-format json run --as-of "$AS_OF" > /dev/null 2> "$W/s3noop.log"
+    echo "moto S3 no-op run:     $(wall_of "$W/s3noop.txt") s ($(grep -c partition_loaded "$W/s3noop.log" || true) partitions loaded)"
+fi
+echo "work dir: $W"
