@@ -130,41 +130,41 @@ fn main() {
                 let ids: Vec<i64> = (start..end)
                     .map(|i| (p * args.rows + i + 1) as i64)
                     .collect();
-                let mut cols: (
-                    Vec<i64>,
-                    Vec<i64>,
-                    Vec<i128>,
-                    Vec<&str>,
-                    Vec<&str>,
-                    Vec<i64>,
-                    Vec<&str>,
-                    Vec<bool>,
-                ) = Default::default();
-                for _ in 0..n {
-                    let r = next();
-                    cols.0.push(1_000_000 + (r % 8_000_000) as i64);
-                    cols.1.push(10_000 + (r % 50_000) as i64);
-                    cols.2.push((next() % 10_000_000) as i128);
-                    cols.3.push(STATUSES[(r % 5) as usize]);
-                    cols.4.push(CITIES[(r % 8) as usize]);
-                    cols.5.push(day_ms + (next() % 86_400_000) as i64);
-                    cols.6.push(REMARKS[(r % 4) as usize]);
-                    cols.7.push(r % 7 == 0);
-                }
+                let draws: Vec<(u64, u64, u64)> =
+                    (0..n).map(|_| (next(), next(), next())).collect();
                 let columns: Vec<ArrayRef> = vec![
                     Arc::new(Int64Array::from(ids)),
-                    Arc::new(Int64Array::from(cols.0)),
-                    Arc::new(Int64Array::from(cols.1)),
+                    Arc::new(Int64Array::from_iter_values(
+                        draws.iter().map(|d| 1_000_000 + (d.0 % 8_000_000) as i64),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        draws.iter().map(|d| 10_000 + (d.0 % 50_000) as i64),
+                    )),
                     Arc::new(
-                        Decimal128Array::from(cols.2)
-                            .with_precision_and_scale(12, 2)
-                            .unwrap(),
+                        Decimal128Array::from_iter_values(
+                            draws.iter().map(|d| (d.1 % 10_000_000) as i128),
+                        )
+                        .with_precision_and_scale(12, 2)
+                        .unwrap(),
                     ),
-                    Arc::new(StringArray::from(cols.3)),
-                    Arc::new(StringArray::from(cols.4)),
-                    Arc::new(TimestampMillisecondArray::from(cols.5).with_timezone("UTC")),
-                    Arc::new(StringArray::from(cols.6)),
-                    Arc::new(BooleanArray::from(cols.7)),
+                    Arc::new(StringArray::from_iter_values(
+                        draws.iter().map(|d| STATUSES[(d.0 % 5) as usize]),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        draws.iter().map(|d| CITIES[(d.0 % 8) as usize]),
+                    )),
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter_values(
+                            draws.iter().map(|d| day_ms + (d.2 % 86_400_000) as i64),
+                        )
+                        .with_timezone("UTC"),
+                    ),
+                    Arc::new(StringArray::from_iter_values(
+                        draws.iter().map(|d| REMARKS[(d.0 % 4) as usize]),
+                    )),
+                    Arc::new(BooleanArray::from(
+                        draws.iter().map(|d| d.0 % 7 == 0).collect::<Vec<_>>(),
+                    )),
                 ];
                 writer
                     .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())

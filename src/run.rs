@@ -153,6 +153,19 @@ pub fn partition_expiry(table: &TableConfig, date: NaiveDate) -> Expiry {
     Expiry::at(start_of_day_ms(date + Days::new(days), table.timezone))
 }
 
+/// One partition to load, with what its load needs to know.
+#[derive(Clone, Copy)]
+struct PartitionJob<'a> {
+    table: &'a TableConfig,
+    listing: &'a TableListing,
+    /// The ledger as it was when the table was planned.
+    entries: &'a BTreeMap<NaiveDate, LedgerEntry>,
+    date: NaiveDate,
+    /// Older than the newest loaded partition: write with the version guard.
+    guarded: bool,
+    limiter: &'a RateLimiter,
+}
+
 /// Ledger, object store and config, ready for commands.
 pub struct Engine {
     config: Config,
@@ -410,7 +423,17 @@ impl Engine {
             let guarded = newest_loaded.is_some_and(|newest| date < newest);
             let started = Instant::now();
             let result = self
-                .load_with_retries(table, &listing, &entries, date, guarded, &limiter, cancel)
+                .load_with_retries(
+                    PartitionJob {
+                        table,
+                        listing: &listing,
+                        entries: &entries,
+                        date,
+                        guarded,
+                        limiter: &limiter,
+                    },
+                    cancel,
+                )
                 .await;
             match result {
                 Ok(stats) => {
@@ -557,20 +580,16 @@ impl Engine {
 
     async fn load_with_retries(
         &self,
-        table: &TableConfig,
-        listing: &TableListing,
-        entries: &BTreeMap<NaiveDate, LedgerEntry>,
-        date: NaiveDate,
-        guarded: bool,
-        limiter: &RateLimiter,
+        job: PartitionJob<'_>,
         cancel: &CancellationToken,
     ) -> Result<PartitionStats, PartitionError> {
+        let (table, date) = (job.table, job.date);
         let attempts = self.config.redis.retry_attempts.max(1);
         let mut delay = Duration::from_millis(500);
         let mut attempt = 1;
         loop {
             let result = tokio::select! {
-                result = self.load_partition(table, listing, entries, date, guarded, limiter) => result,
+                result = self.load_partition(job) => result,
                 _ = cancel.cancelled() => Err(PartitionError::Cancelled),
             };
             match result {
@@ -597,13 +616,16 @@ impl Engine {
     /// the previous snapshot that the new one did not rewrite).
     async fn load_partition(
         &self,
-        table: &TableConfig,
-        listing: &TableListing,
-        entries: &BTreeMap<NaiveDate, LedgerEntry>,
-        date: NaiveDate,
-        guarded: bool,
-        limiter: &RateLimiter,
+        job: PartitionJob<'_>,
     ) -> Result<PartitionStats, PartitionError> {
+        let PartitionJob {
+            table,
+            listing,
+            entries,
+            date,
+            guarded,
+            limiter,
+        } = job;
         let partition = &listing.partitions[&date];
         let concurrency = self.config.source.read_concurrency;
         let prepared = prepare(&self.operator, table, partition, concurrency, false).await?;
