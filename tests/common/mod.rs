@@ -107,7 +107,8 @@ impl RedisServer {
 
     /// Like [`RedisServer::start`] but appends `extra` to the `redis-server`
     /// command line (e.g. `&["--maxmemory", "10mb"]`, `&["--requirepass", "pw"]`;
-    /// note that with `requirepass` the readiness check only needs a `NOAUTH` reply).
+    /// with `requirepass` the readiness check accepts a `NOAUTH` reply, but the
+    /// helpers below do not authenticate: build your own client/URL then).
     pub fn start_with_args(extra: &[&str]) -> RedisServer {
         let bin = program("COLDSYNC_TEST_REDIS_SERVER", "redis-server");
         let dir = tempfile::Builder::new()
