@@ -757,3 +757,73 @@ fn help_works_for_every_subcommand() {
     // An unknown subcommand is an argument error, not a success.
     assert_ne!(run_cli(&["frobnicate"], &[]).status_code, 0);
 }
+
+#[test]
+fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let redis = RedisServer::start();
+    let ws = Workspace::new();
+    small_table().write_local(&ws.root());
+    let text = ws.config_text(&redis_url(&redis), ORDERS_TABLE);
+    ws.write_config(&format!("[daemon]\nschedule = \"*/1 * * * * *\"\n\n{text}"));
+    let mut child = Command::new(coldsync_bin())
+        .args([
+            "--config",
+            ws.config_path().to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .args(["daemon", "--run-now"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut events: Vec<Value> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Wait for two finished runs: the immediate one and at least one scheduled one.
+    while events
+        .iter()
+        .filter(|e| event_name(e) == Some("run_finished"))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no two runs within 60s: {events:?}"
+        );
+        let line = lines.next().expect("daemon stderr open").unwrap();
+        events.push(serde_json::from_str(&line).expect("json log line"));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for line in lines {
+        events.push(serde_json::from_str(&line.unwrap()).expect("json log line"));
+    }
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let names: Vec<&str> = events.iter().filter_map(event_name).collect();
+    assert_eq!(names.first(), Some(&"daemon_started"));
+    assert_eq!(
+        &names[names.len() - 3..],
+        &["shutdown_requested", "daemon_stopping", "daemon_stopped"]
+    );
+    // The first run loads the three cold partitions, later runs find nothing new.
+    assert_eq!(
+        names.iter().filter(|n| **n == "partition_loaded").count(),
+        3
+    );
+    let finished: Vec<&Value> = events
+        .iter()
+        .filter(|e| event_name(e) == Some("run_finished"))
+        .collect();
+    assert_eq!(u(finished[0], "partitions_loaded"), 3);
+    assert_eq!(u(finished[1], "partitions_loaded"), 0);
+    assert_eq!(redis.get("ord:5"), Some(order_json(5, "b")));
+    assert_eq!(redis.get("ord:6"), Some(order_json(6, "c")));
+}
