@@ -38,17 +38,20 @@ rcli() { redis-cli -p "$PORT" "$@"; }
 calc() { python3 -c "print($1)"; }
 redis_cpu() { awk -v clk="$CLK" '{printf "%.2f", ($14+$15)/clk}' "/proc/$RPID/stat"; }
 
-config() { # config FILE FORMAT [EXTRA_REDIS_LINES] [ROOT] [SCHEME_LINES]
+config() { # config FILE FORMAT [EXTRA_REDIS_LINES] [ROOT] [SOURCE_LINES]
+    local source="${5:-}"
+    if [ -z "$source" ]; then
+        source=$(printf 'scheme = "fs"\nroot = "%s"' "${4:-$DATA}")
+    fi
     cat > "$1" <<TOML
 [source]
-${5:-scheme = "fs"
-root = "${4:-$DATA}"}
+$source
 
 [redis]
 url = "redis://127.0.0.1:$PORT/0"
 connections = ${CONNECTIONS:-4}
 batch_size = ${BATCH_SIZE:-1000}
-$3
+${3:-}
 
 [defaults]
 retention_days = 400
