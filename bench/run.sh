@@ -7,6 +7,7 @@
 #   4. a live reader's GET latency (p50/p99): no load, unthrottled load, max_keys_per_sec, adaptive,
 #   5. a no-op run over 365 daily partitions x 8 files (local fs, and on moto S3 with S3=1).
 # Usage: bench/run.sh            (PARTITIONS=5 ROWS=1000000 by default; BENCH_DIR=/tmp/coldsync-bench)
+#        FORMATS="hash" SKIP_LATENCY=1 bench/run.sh   (only part of it)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PARTITIONS=${PARTITIONS:-5}
@@ -78,7 +79,7 @@ tv() { grep "$2" "$1" | awk -F': ' '{print $2}'; }
 wall_of() { tv "$1" "Elapsed (wall clock)" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }'; }
 
 declare -A PIPE_RATE CS_RATE
-for FORMAT in json hash; do
+for FORMAT in ${FORMATS:-json hash}; do
     config "$W/$FORMAT.toml" "$FORMAT"
     # The same commands coldsync sends (hash: DEL + HSET + PEXPIREAT), for redis-cli --pipe.
     : > "$W/$FORMAT.resp"
@@ -111,6 +112,7 @@ for FORMAT in json hash; do
     printf "%-28s %.2f\n" "ratio coldsync/pipe ($FORMAT)" "$(calc "${CS_RATE[$FORMAT]} / ${PIPE_RATE[$FORMAT]}")"
 done
 
+[ "${SKIP_LATENCY:-0}" = 1 ] && exit 0
 echo
 echo "== live reader GET latency (1 connection, 2000 GET/s of existing keys)"
 config "$W/json.toml" json

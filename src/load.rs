@@ -172,8 +172,8 @@ pub struct Produced {
     pub skipped_null_keys: u64,
     /// Bytes of keys and values encoded.
     pub payload_bytes: u64,
-    /// Commands built.
-    pub commands: u64,
+    /// Keys (rows with a key) for which commands were built.
+    pub keys: u64,
 }
 
 /// Reads every row of a prepared partition, builds one command per row, routes each key to one of
@@ -221,9 +221,10 @@ pub async fn produce_commands(
                         out.push_delete_if_older(rows.key(row), &expiry, &shas)
                     }
                 }
-                if out.len() >= batch_size {
+                if out.pending_keys() >= batch_size {
+                    out.seal();
                     let full = std::mem::replace(out, new_batch());
-                    produced.commands += full.len() as u64;
+                    produced.keys += full.pending_keys() as u64;
                     if sink.send((target, full)).await.is_err() {
                         return Ok(produced);
                     }
@@ -231,9 +232,10 @@ pub async fn produce_commands(
             }
         }
     }
-    for (target, batch) in pending.into_iter().enumerate() {
+    for (target, mut batch) in pending.into_iter().enumerate() {
+        batch.seal();
         if !batch.is_empty() {
-            produced.commands += batch.len() as u64;
+            produced.keys += batch.pending_keys() as u64;
             if sink.send((target, batch)).await.is_err() {
                 break;
             }
@@ -284,17 +286,17 @@ pub async fn send_partition(
     let totals = session.finish().await;
     let produced = produced??;
     let totals = totals?;
-    if broken || totals.commands != produced.commands {
+    if broken || totals.keys != produced.keys {
         return Err(RedisError::Protocol(format!(
-            "{} commands built but {} acknowledged",
-            produced.commands, totals.commands
+            "{} keys sent but {} acknowledged",
+            produced.keys, totals.keys
         ))
         .into());
     }
     stats.rows = produced.rows;
     stats.skipped_null_keys = produced.skipped_null_keys;
     stats.payload_bytes = produced.payload_bytes;
-    stats.keys = totals.commands - totals.kept_newer;
+    stats.keys = totals.keys - totals.kept_newer;
     stats.kept_newer = totals.kept_newer;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,

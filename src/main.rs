@@ -299,7 +299,7 @@ async fn execute(cli: Cli) -> i32 {
                         table = %table.name,
                         date = %date,
                         rows = produced.rows,
-                        commands = produced.commands,
+                        keys = produced.keys,
                         skipped_null_keys = produced.skipped_null_keys,
                         "partition exported"
                     );

@@ -16,17 +16,31 @@ if redis.call('PEXPIRETIME', KEYS[1]) > at then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1"#;
 
-/// `EVALSHA sha 1 key expiry_ms guard field value ...`: replaces the whole hash and sets its
-/// expiry, atomically. With guard `1`, a key that expires later (is newer) is kept.
-/// Returns 1 when written, 0 when a newer value was kept.
+/// `EVALSHA sha N key1..keyN expiry_ms guard n1 field value ... n2 field value ...`: replaces
+/// each key's whole hash (`ni` field/value pairs; none: the key is deleted) and sets its expiry,
+/// each key atomically. With guard `1`, a key that expires later (is newer) is kept. Several keys
+/// per call spread the script's fixed cost. Returns how many keys were written.
 pub const HASH_REPLACE_SCRIPT: &str = r#"local at = tonumber(ARGV[1])
-if ARGV[2] == '1' and redis.call('PEXPIRETIME', KEYS[1]) > at then return 0 end
-redis.call('DEL', KEYS[1])
-if #ARGV > 2 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-  redis.call('PEXPIREAT', KEYS[1], at)
+local guard = ARGV[2] == '1'
+local pos = 3
+local written = 0
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[pos])
+  local key = KEYS[i]
+  if not (guard and redis.call('PEXPIRETIME', key) > at) then
+    redis.call('DEL', key)
+    if n > 0 then
+      redis.call('HSET', key, unpack(ARGV, pos + 1, pos + 2 * n))
+      redis.call('PEXPIREAT', key, ARGV[1])
+    end
+    written = written + 1
+  end
+  pos = pos + 1 + 2 * n
 end
-return 1"#;
+return written"#;
+
+/// Keys per hash-replacement script call.
+pub const HASH_KEYS_PER_CALL: usize = 32;
 
 /// `EVALSHA sha 1 key expiry_ms`: deletes the key if it expires before `expiry_ms`, i.e. it was
 /// not rewritten by the snapshot that expires then. Returns 1 when deleted.
@@ -60,8 +74,8 @@ pub enum WriteStyle {
         /// Keep keys that expire later (are newer).
         guarded: bool,
     },
-    /// `DEL`, `HSET`, `PEXPIREAT` as three plain commands (exports for `redis-cli --pipe`; not
-    /// atomic, so never used for loading a live KV).
+    /// `HSET` + `PEXPIREAT` as plain commands: exports for `redis-cli --pipe` into a KV without
+    /// these keys (no stale-field removal, not atomic, so never used for loading a live KV).
     HashPlain,
 }
 
@@ -72,6 +86,38 @@ pub struct CommandBatch {
     pub bytes: Vec<u8>,
     /// Offset of each command in `bytes` (to name the key of a refused command).
     pub starts: Vec<u32>,
+    /// Keys each command covers.
+    keys: Vec<u32>,
+    /// Rows added so far.
+    pending_keys: usize,
+    /// A hash-replacement call still collecting keys.
+    open: Option<OpenHashCall>,
+}
+
+/// The parts of a multi-key hash-replacement call, written out by [`CommandBatch::seal`].
+#[derive(Debug, Default)]
+struct OpenHashCall {
+    /// Script digest, expiry text, guard flag.
+    header: [String; 3],
+    /// RESP bulk strings of the keys.
+    keys: Vec<u8>,
+    nkeys: usize,
+    /// RESP bulk strings of the per-key field counts and pairs.
+    argv: Vec<u8>,
+    nargv: usize,
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_bulk(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'$');
+    push_decimal(out, value.len() as u64);
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 impl CommandBatch {
@@ -80,6 +126,9 @@ impl CommandBatch {
         CommandBatch {
             bytes: Vec::with_capacity(bytes),
             starts: Vec::with_capacity(commands),
+            keys: Vec::with_capacity(commands),
+            pending_keys: 0,
+            open: None,
         }
     }
 
@@ -94,22 +143,48 @@ impl CommandBatch {
     }
 
     fn begin(&mut self, args: usize) {
+        self.begin_for_keys(args, 1);
+    }
+
+    fn begin_for_keys(&mut self, args: usize, keys: usize) {
         self.starts.push(self.bytes.len() as u32);
+        self.keys.push(keys as u32);
         self.bytes.push(b'*');
         self.push_number(args as u64);
     }
 
     fn push_number(&mut self, n: u64) {
-        let mut buf = itoa::Buffer::new();
-        self.bytes.extend_from_slice(buf.format(n).as_bytes());
-        self.bytes.extend_from_slice(b"\r\n");
+        push_decimal(&mut self.bytes, n);
     }
 
     fn arg(&mut self, value: &[u8]) {
-        self.bytes.push(b'$');
-        self.push_number(value.len() as u64);
-        self.bytes.extend_from_slice(value);
-        self.bytes.extend_from_slice(b"\r\n");
+        push_bulk(&mut self.bytes, value);
+    }
+
+    /// Writes out the open hash-replacement call, if any. Done before a batch is sent.
+    pub fn seal(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        self.begin_for_keys(3 + open.nkeys + 2 + open.nargv, open.nkeys);
+        self.arg(b"EVALSHA");
+        self.arg(open.header[0].as_bytes());
+        let mut count = itoa::Buffer::new();
+        self.arg(count.format(open.nkeys).as_bytes());
+        self.bytes.extend_from_slice(&open.keys);
+        self.arg(open.header[1].as_bytes());
+        self.arg(open.header[2].as_bytes());
+        self.bytes.extend_from_slice(&open.argv);
+    }
+
+    /// Rows added (keys written or to be written), including those of an open hash call.
+    pub fn pending_keys(&self) -> usize {
+        self.pending_keys
+    }
+
+    /// Keys covered by command `index` (several for a hash-replacement call).
+    pub fn keys_of(&self, index: usize) -> u64 {
+        self.keys.get(index).copied().unwrap_or(1).into()
     }
 
     /// Appends any command given as its arguments.
@@ -130,6 +205,7 @@ impl CommandBatch {
         shas: &ScriptShas,
     ) {
         let key = rows.key(row);
+        self.pending_keys += 1;
         match style {
             WriteStyle::Set => {
                 self.begin(5);
@@ -149,7 +225,6 @@ impl CommandBatch {
                 self.arg(expiry.text.as_bytes());
             }
             WriteStyle::HashPlain => {
-                self.push_command(&[b"DEL", key]);
                 let fields = rows.fields(row).count();
                 if fields > 0 {
                     self.begin(2 + 2 * fields);
@@ -163,17 +238,29 @@ impl CommandBatch {
                 }
             }
             WriteStyle::Hash { guarded } => {
+                let open = self.open.get_or_insert_with(|| OpenHashCall {
+                    header: [
+                        shas.hash_replace.clone(),
+                        expiry.text.clone(),
+                        if guarded { "1" } else { "0" }.to_string(),
+                    ],
+                    ..OpenHashCall::default()
+                });
+                open.keys.push(b'$');
+                push_decimal(&mut open.keys, key.len() as u64);
+                open.keys.extend_from_slice(key);
+                open.keys.extend_from_slice(b"\r\n");
+                open.nkeys += 1;
                 let fields = rows.fields(row).count();
-                self.begin(6 + 2 * fields);
-                self.arg(b"EVALSHA");
-                self.arg(shas.hash_replace.as_bytes());
-                self.arg(b"1");
-                self.arg(key);
-                self.arg(expiry.text.as_bytes());
-                self.arg(if guarded { b"1" } else { b"0" });
+                let mut count = itoa::Buffer::new();
+                push_bulk(&mut open.argv, count.format(fields).as_bytes());
                 for (name, value) in rows.fields(row) {
-                    self.arg(name);
-                    self.arg(value);
+                    push_bulk(&mut open.argv, name);
+                    push_bulk(&mut open.argv, value);
+                }
+                open.nargv += 1 + 2 * fields;
+                if open.nkeys >= HASH_KEYS_PER_CALL {
+                    self.seal();
                 }
             }
         }
@@ -181,6 +268,7 @@ impl CommandBatch {
 
     /// Appends `EVALSHA delete_if_older 1 key expiry`.
     pub fn push_delete_if_older(&mut self, key: &[u8], expiry: &Expiry, shas: &ScriptShas) {
+        self.pending_keys += 1;
         self.begin(5);
         self.arg(b"EVALSHA");
         self.arg(shas.delete_if_older.as_bytes());
@@ -297,6 +385,71 @@ mod tests {
                 b"v".to_vec(),
                 b"5".to_vec()
             ]
+        );
+    }
+
+    fn hash_rows() -> EncodedRows {
+        use std::sync::Arc;
+
+        use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+
+        use crate::encode::{DateEncoding, EncodeSpec, RowEncoder, TimestampEncoding, ValueFormat};
+        use crate::template::KeyTemplate;
+
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+            (
+                "city",
+                Arc::new(StringArray::from(vec![Some("Wien"), None])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let spec = Arc::new(EncodeSpec {
+            key: KeyTemplate::parse("k:{id}").unwrap(),
+            format: ValueFormat::Hash,
+            columns: vec!["city".into()],
+            timestamp: TimestampEncoding::Iso8601,
+            date: DateEncoding::Iso8601,
+        });
+        let mut rows = EncodedRows::new();
+        RowEncoder::new(spec, &batch.schema())
+            .unwrap()
+            .encode_batch(&batch, &mut rows)
+            .unwrap();
+        rows
+    }
+
+    #[test]
+    fn hash_rows_share_one_script_call_until_sealed() {
+        let rows = hash_rows();
+        let shas = ScriptShas {
+            hash_replace: "sha".into(),
+            ..ScriptShas::default()
+        };
+        let expiry = Expiry::at(5);
+        let mut batch = CommandBatch::default();
+        batch.push_row(&rows, 0, WriteStyle::Hash { guarded: true }, &expiry, &shas);
+        batch.push_row(&rows, 1, WriteStyle::Hash { guarded: true }, &expiry, &shas);
+        assert_eq!((batch.len(), batch.pending_keys()), (0, 2));
+        batch.seal();
+        assert_eq!((batch.len(), batch.keys_of(0)), (1, 2));
+        let args: Vec<String> = parse_command(&batch.bytes)
+            .into_iter()
+            .map(|a| String::from_utf8(a).unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            ["EVALSHA", "sha", "2", "k:1", "k:2", "5", "1", "1", "city", "Wien", "0"]
+        );
+        assert_eq!(batch.key_of(0), "k:1");
+
+        let mut plain = CommandBatch::default();
+        plain.push_row(&rows, 0, WriteStyle::HashPlain, &expiry, &shas);
+        plain.push_row(&rows, 1, WriteStyle::HashPlain, &expiry, &shas);
+        assert_eq!((plain.len(), plain.pending_keys()), (2, 2));
+        assert_eq!(
+            plain.bytes,
+            b"*4\r\n$4\r\nHSET\r\n$3\r\nk:1\r\n$4\r\ncity\r\n$4\r\nWien\r\n*3\r\n$9\r\nPEXPIREAT\r\n$3\r\nk:1\r\n$1\r\n5\r\n"
         );
     }
 

@@ -136,15 +136,15 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
 /// Counts of what the replies said.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteTotals {
-    /// Commands acknowledged.
-    pub commands: u64,
+    /// Keys whose writes were acknowledged (a multi-key script call counts its keys).
+    pub keys: u64,
     /// Guarded writes that kept a newer value (script replied 0).
     pub kept_newer: u64,
 }
 
 impl WriteTotals {
     fn add(&mut self, other: WriteTotals) {
-        self.commands += other.commands;
+        self.keys += other.keys;
         self.kept_newer += other.kept_newer;
     }
 }
@@ -402,9 +402,12 @@ async fn check_replies<R: AsyncRead + Unpin>(
 ) -> Result<WriteTotals, RedisError> {
     let mut totals = WriteTotals::default();
     for index in 0..batch.len() {
+        let keys = batch.keys_of(index);
         match reader.next().await? {
-            Reply::Simple | Reply::Integer(1) => {}
-            Reply::Integer(0) => totals.kept_newer += 1,
+            Reply::Simple => {}
+            Reply::Integer(written) if (0..=keys as i64).contains(&written) => {
+                totals.kept_newer += keys - written as u64;
+            }
             Reply::Error(message) => {
                 return Err(RedisError::Reply {
                     key: batch.key_of(index),
@@ -418,7 +421,7 @@ async fn check_replies<R: AsyncRead + Unpin>(
                 )))
             }
         }
-        totals.commands += 1;
+        totals.keys += keys;
     }
     Ok(totals)
 }
@@ -557,7 +560,7 @@ mod tests {
         assert_eq!(
             check_replies(&mut reader, &batch).await.unwrap(),
             WriteTotals {
-                commands: 2,
+                keys: 2,
                 kept_newer: 1
             }
         );
