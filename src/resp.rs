@@ -69,7 +69,8 @@ pub enum WriteStyle {
     Set,
     /// Guarded SET through [`GUARDED_SET_SCRIPT`].
     GuardedSet,
-    /// Hash replacement through [`HASH_REPLACE_SCRIPT`], guarded or not.
+    /// Hash replacement: unguarded as `MULTI`, (`DEL`, `HSET`, `PEXPIREAT`) per key, `EXEC`
+    /// (native commands, atomic per transaction); guarded through [`HASH_REPLACE_SCRIPT`].
     Hash {
         /// Keep keys that expire later (are newer).
         guarded: bool,
@@ -92,6 +93,8 @@ pub struct CommandBatch {
     pending_keys: usize,
     /// A hash-replacement call still collecting keys.
     open: Option<OpenHashCall>,
+    /// Keys in an open `MULTI` transaction (unguarded hash replacement).
+    open_multi: usize,
 }
 
 /// The parts of a multi-key hash-replacement call, written out by [`CommandBatch::seal`].
@@ -129,6 +132,7 @@ impl CommandBatch {
             keys: Vec::with_capacity(commands),
             pending_keys: 0,
             open: None,
+            open_multi: 0,
         }
     }
 
@@ -163,6 +167,11 @@ impl CommandBatch {
 
     /// Writes out the open hash-replacement call, if any. Done before a batch is sent.
     pub fn seal(&mut self) {
+        if self.open_multi > 0 {
+            self.begin_for_keys(1, self.open_multi);
+            self.arg(b"EXEC");
+            self.open_multi = 0;
+        }
         let Some(open) = self.open.take() else {
             return;
         };
@@ -237,12 +246,39 @@ impl CommandBatch {
                     self.push_command(&[b"PEXPIREAT", key, expiry.text.as_bytes()]);
                 }
             }
-            WriteStyle::Hash { guarded } => {
+            WriteStyle::Hash { guarded: false } => {
+                if self.open_multi == 0 {
+                    self.begin_for_keys(1, 0);
+                    self.arg(b"MULTI");
+                }
+                self.begin_for_keys(2, 0);
+                self.arg(b"DEL");
+                self.arg(key);
+                let fields = rows.fields(row).count();
+                if fields > 0 {
+                    self.begin_for_keys(2 + 2 * fields, 0);
+                    self.arg(b"HSET");
+                    self.arg(key);
+                    for (name, value) in rows.fields(row) {
+                        self.arg(name);
+                        self.arg(value);
+                    }
+                    self.begin_for_keys(3, 0);
+                    self.arg(b"PEXPIREAT");
+                    self.arg(key);
+                    self.arg(expiry.text.as_bytes());
+                }
+                self.open_multi += 1;
+                if self.open_multi >= HASH_KEYS_PER_CALL {
+                    self.seal();
+                }
+            }
+            WriteStyle::Hash { guarded: true } => {
                 let open = self.open.get_or_insert_with(|| OpenHashCall {
                     header: [
                         shas.hash_replace.clone(),
                         expiry.text.clone(),
-                        if guarded { "1" } else { "0" }.to_string(),
+                        "1".to_string(),
                     ],
                     ..OpenHashCall::default()
                 });

@@ -408,6 +408,17 @@ async fn check_replies<R: AsyncRead + Unpin>(
             Reply::Integer(written) if (0..=keys as i64).contains(&written) => {
                 totals.kept_newer += keys - written as u64;
             }
+            // EXEC: the replies of the queued commands.
+            Reply::Array(replies) => {
+                if let Some(Reply::Error(message)) =
+                    replies.iter().find(|r| matches!(r, Reply::Error(_)))
+                {
+                    return Err(RedisError::Reply {
+                        key: batch.key_of(index),
+                        message: message.clone(),
+                    });
+                }
+            }
             Reply::Error(message) => {
                 return Err(RedisError::Reply {
                     key: batch.key_of(index),
