@@ -324,6 +324,14 @@ impl CommandBatch {
         let args = parse_command(&self.bytes[start..end]);
         let key = match args.first().map(|a| a.as_slice()) {
             Some(b"EVALSHA") => args.get(3),
+            // A transaction: name its first key (the command right after MULTI).
+            Some(b"EXEC") => {
+                return (0..index)
+                    .rev()
+                    .find(|&i| self.key_of(i).is_empty())
+                    .map(|multi| self.key_of(multi + 1))
+                    .unwrap_or_default();
+            }
             _ => args.get(1),
         };
         key.map(|k| String::from_utf8_lossy(k).into_owned())
@@ -478,6 +486,51 @@ mod tests {
             ["EVALSHA", "sha", "2", "k:1", "k:2", "5", "1", "1", "city", "Wien", "0"]
         );
         assert_eq!(batch.key_of(0), "k:1");
+
+        let mut multi = CommandBatch::default();
+        multi.push_row(
+            &rows,
+            0,
+            WriteStyle::Hash { guarded: false },
+            &expiry,
+            &shas,
+        );
+        multi.push_row(
+            &rows,
+            1,
+            WriteStyle::Hash { guarded: false },
+            &expiry,
+            &shas,
+        );
+        multi.seal();
+        let commands: Vec<Vec<String>> = (0..multi.len())
+            .map(|i| {
+                let end = multi
+                    .starts
+                    .get(i + 1)
+                    .map_or(multi.bytes.len(), |e| *e as usize);
+                parse_command(&multi.bytes[multi.starts[i] as usize..end])
+                    .into_iter()
+                    .map(|a| String::from_utf8(a).unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            commands,
+            vec![
+                vec!["MULTI"],
+                vec!["DEL", "k:1"],
+                vec!["HSET", "k:1", "city", "Wien"],
+                vec!["PEXPIREAT", "k:1", "5"],
+                vec!["DEL", "k:2"],
+                vec!["EXEC"],
+            ]
+        );
+        assert_eq!(
+            (multi.keys_of(0), multi.keys_of(5), multi.pending_keys()),
+            (0, 2, 2)
+        );
+        assert_eq!(multi.key_of(5), "k:1");
 
         let mut plain = CommandBatch::default();
         plain.push_row(&rows, 0, WriteStyle::HashPlain, &expiry, &shas);
