@@ -7,7 +7,8 @@
 #   4. a live reader's GET latency (p50/p99): no load, unthrottled load, max_keys_per_sec, adaptive,
 #   5. a no-op run over 365 daily partitions x 8 files (local fs, and on moto S3 with S3=1).
 # Usage: bench/run.sh            (PARTITIONS=5 ROWS=1000000 by default; BENCH_DIR=/tmp/coldsync-bench)
-#        FORMATS="hash" SKIP_LATENCY=1 bench/run.sh   (only part of it)
+#        FORMATS="hash" SECTIONS="" bench/run.sh      (only part of it: FORMATS="json hash",
+#                                                     SECTIONS="latency noop" by default; S3=1 adds S3)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PARTITIONS=${PARTITIONS:-5}
@@ -112,7 +113,7 @@ for FORMAT in ${FORMATS:-json hash}; do
     printf "%-28s %.2f\n" "ratio coldsync/pipe ($FORMAT)" "$(calc "${CS_RATE[$FORMAT]} / ${PIPE_RATE[$FORMAT]}")"
 done
 
-[ "${SKIP_LATENCY:-0}" = 1 ] && exit 0
+if [[ " ${SECTIONS:-latency noop} " == *" latency "* ]]; then
 echo
 echo "== live reader GET latency (1 connection, 2000 GET/s of existing keys)"
 config "$W/json.toml" json
@@ -136,6 +137,9 @@ for MODE in unthrottled limit adaptive; do
     wait "$LOADER" 2>/dev/null || true
 done
 
+fi
+
+if [[ " ${SECTIONS:-latency noop} " == *" noop "* ]]; then
 echo
 echo "== no-op run over 365 partitions x 8 files"
 NOOP="$BENCH_DIR/noop-365x8"
@@ -174,5 +178,6 @@ secret_access_key_env = \"BENCH_KEY\""
     BENCH_KEY=test "$B/coldsync" -c "$W/s3.toml" --log-format json run --as-of "$AS_OF" > /dev/null 2>&1
     BENCH_KEY=test timed "$W/s3noop.txt" "$B/coldsync" -c "$W/s3.toml" --log-format json run --as-of "$AS_OF" > /dev/null 2> "$W/s3noop.log"
     echo "moto S3 no-op run:     $(wall_of "$W/s3noop.txt") s ($(grep -c partition_loaded "$W/s3noop.log" || true) partitions loaded)"
+fi
 fi
 echo "work dir: $W"
