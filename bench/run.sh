@@ -80,7 +80,7 @@ tv() { grep "$2" "$1" | awk -F': ' '{print $2}'; }
 wall_of() { tv "$1" "Elapsed (wall clock)" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }'; }
 
 declare -A PIPE_RATE CS_RATE
-for FORMAT in ${FORMATS:-json hash}; do
+for FORMAT in ${FORMATS-json hash}; do
     config "$W/$FORMAT.toml" "$FORMAT"
     # The same commands coldsync sends (hash: DEL + HSET + PEXPIREAT), for redis-cli --pipe.
     : > "$W/$FORMAT.resp"
