@@ -3,6 +3,7 @@
 #   - redis-server / redis-cli   (apt: redis-server redis-tools)
 #   - moto_server                (pip: moto[server]; S3 mock used by tests/common)
 #   - /usr/bin/time              (apt: time)
+#   - openssl                    (apt: openssl; the TLS test makes its certificates with it)
 # Idempotent and silent when everything is already present. Never starts services.
 set -euo pipefail
 
@@ -19,6 +20,9 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
 fi
 if [ ! -x /usr/bin/time ]; then
     apt_packages+=(time)
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+    apt_packages+=(openssl)
 fi
 
 moto_ok() {

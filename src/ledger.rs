@@ -52,6 +52,10 @@ pub struct Ledger {
 
 /// Opens a `redis` crate client for the configured server.
 pub fn client(config: &RedisConfig) -> Result<redis::Client, RedisError> {
+    // Both rustls providers are linked (through different dependencies), so rustls cannot pick
+    // one by itself: choose ring, as the bulk writer does. Idempotent; an error only means a
+    // provider was already installed.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let scheme = if config.tls { "rediss" } else { "redis" };
     let host = if config.host.contains(':') {
         format!("[{}]", config.host)
