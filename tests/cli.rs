@@ -827,3 +827,59 @@ fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
     assert_eq!(redis.get("ord:5"), Some(order_json(5, "b")));
     assert_eq!(redis.get("ord:6"), Some(order_json(6, "c")));
 }
+
+#[test]
+fn plan_estimates_redis_memory_and_warns_before_an_oom() {
+    let ws = Workspace::new();
+    let ids: Vec<i64> = (1..=20_000).collect();
+    let mut fx = HiveTableFixture::new("orders");
+    fx.spark_partition("dt=2026-11-20", &[orders_batch(&ids, "m")]);
+    fx.write_local(&ws.root());
+
+    // Unlimited redis: no warning; the estimate is within a factor 1.5 of what the load really uses.
+    let redis = RedisServer::start();
+    ws.write(&redis_url(&redis), ORDERS_TABLE);
+    let out = ws.cli(&["plan", "--json", "--as-of", AS_OF]);
+    assert_eq!(out.status_code, 0, "{}", out.dump());
+    assert!(
+        out.events_named("memory_warning").is_empty(),
+        "{}",
+        out.dump()
+    );
+    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(plan["redis_free_bytes"], Value::Null);
+    let estimate = plan["est_memory_bytes"].as_u64().unwrap();
+    let used = |redis: &RedisServer| -> u64 {
+        let info: String = redis.cmd("INFO", &["memory"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = used(&redis);
+    assert_eq!(ws.cli(&["run", "--as-of", AS_OF]).status_code, 0);
+    let actual = used(&redis) - before;
+    let ratio = estimate as f64 / actual as f64;
+    assert!(
+        (0.67..1.5).contains(&ratio),
+        "estimate {estimate} vs actual {actual}"
+    );
+
+    // A redis with 2 MB maxmemory has less free than the load needs: plan warns (and still exits 0).
+    let small =
+        RedisServer::start_with_args(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
+    ws.write(&redis_url(&small), ORDERS_TABLE);
+    let out = ws.cli(&["plan", "--json", "--as-of", AS_OF]);
+    assert_eq!(out.status_code, 0, "{}", out.dump());
+    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+    let free = plan["redis_free_bytes"]
+        .as_u64()
+        .expect("free memory reported");
+    assert!(free < 2 * 1024 * 1024);
+    let warnings = out.events_named("memory_warning");
+    assert_eq!(warnings.len(), 1, "{}", out.dump());
+    assert_eq!(u(warnings[0], "est_memory_bytes"), estimate);
+    assert_eq!(u(warnings[0], "redis_free_bytes"), free);
+}
