@@ -1,51 +1,52 @@
 //! `coldsync export`: the RESP command stream a load of one partition would send, for offline
 //! mass insertion (`redis-cli --pipe`), for debugging, and as the benchmark's baseline input.
+//! Reads only the object store: Redis is not contacted.
 
 use chrono::NaiveDate;
 use tokio::io::AsyncWrite;
 
-use crate::config::TableConfig;
+use crate::config::{Config, TableConfig};
 use crate::encode::ValueFormat;
 use crate::error::PartitionError;
 use crate::listing::list_table;
 use crate::load::{export_partition, prepare, ExportError, Produced};
 use crate::resp::WriteStyle;
-use crate::run::{partition_expiry, Engine};
+use crate::run::partition_expiry;
+use crate::source::build_operator;
 
-impl Engine {
-    /// Writes the commands for partition `date` of `table` to `out`: `SET key value PXAT ms`, or
-    /// for hash tables `DEL`, `HSET`, `PEXPIREAT`. Does not touch Redis.
-    pub async fn export<W: AsyncWrite + Unpin>(
-        &self,
-        table: &TableConfig,
-        date: NaiveDate,
-        out: &mut W,
-    ) -> Result<Produced, ExportError> {
-        let listing = list_table(self.operator(), table)
-            .await
-            .map_err(PartitionError::from)?;
-        let partition = listing.partitions.get(&date).ok_or_else(|| {
-            ExportError::Write(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!(
-                    "table {} has no partition {}",
-                    table.name,
-                    table.format_partition_value(date)
-                ),
-            ))
-        })?;
-        let prepared = prepare(
-            self.operator(),
-            table,
-            partition,
-            self.config().source.read_concurrency,
-            false,
-        )
-        .await?;
-        let style = match table.format {
-            ValueFormat::Hash => WriteStyle::HashPlain,
-            _ => WriteStyle::Set,
-        };
-        export_partition(prepared, style, &partition_expiry(table, date), out).await
-    }
+/// Writes the commands for partition `date` of `table` to `out`: `SET key value PXAT ms`, or
+/// for hash tables `HSET` + `PEXPIREAT`.
+pub async fn export<W: AsyncWrite + Unpin>(
+    config: &Config,
+    table: &TableConfig,
+    date: NaiveDate,
+    out: &mut W,
+) -> Result<Produced, ExportError> {
+    let operator = build_operator(&config.source).map_err(PartitionError::from)?;
+    let listing = list_table(&operator, table)
+        .await
+        .map_err(PartitionError::from)?;
+    let partition = listing.partitions.get(&date).ok_or_else(|| {
+        ExportError::Write(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "table {} has no partition {}",
+                table.name,
+                table.format_partition_value(date)
+            ),
+        ))
+    })?;
+    let prepared = prepare(
+        &operator,
+        table,
+        partition,
+        config.source.read_concurrency,
+        false,
+    )
+    .await?;
+    let style = match table.format {
+        ValueFormat::Hash => WriteStyle::HashPlain,
+        _ => WriteStyle::Set,
+    };
+    export_partition(prepared, style, &partition_expiry(table, date), out).await
 }

@@ -158,6 +158,9 @@ async fn execute(cli: Cli) -> i32 {
         println!("config ok: {} tables", config.tables.len());
         return exit_code::OK;
     }
+    if let Command::Export { .. } = cli.command {
+        return export(&config, cli.command).await;
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     let engine = match Engine::connect(config).await {
@@ -169,6 +172,7 @@ async fn execute(cli: Cli) -> i32 {
         }
     };
     match cli.command {
+        Command::Export { .. } => unreachable!("handled before connecting"),
         Command::Run {
             selection,
             dry_run,
@@ -265,53 +269,6 @@ async fn execute(cli: Cli) -> i32 {
             }
             code
         }
-        Command::Export {
-            table,
-            date,
-            format: ExportFormat::Resp,
-            out,
-        } => {
-            let table = match engine.config().select_tables(&[table]) {
-                Ok(mut tables) => tables.remove(0),
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    return exit_code::CONFIG;
-                }
-            };
-            let result = match &out {
-                Some(path) => match tokio::fs::File::create(path).await {
-                    Ok(file) => {
-                        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-                        engine.export(&table, date, &mut file).await
-                    }
-                    Err(err) => Err(coldsync::load::ExportError::Write(err)),
-                },
-                None => {
-                    let mut stdout =
-                        tokio::io::BufWriter::with_capacity(1 << 20, tokio::io::stdout());
-                    engine.export(&table, date, &mut stdout).await
-                }
-            };
-            match result {
-                Ok(produced) => {
-                    tracing::info!(
-                        event = "partition_exported",
-                        table = %table.name,
-                        date = %date,
-                        rows = produced.rows,
-                        keys = produced.keys,
-                        skipped_null_keys = produced.skipped_null_keys,
-                        "partition exported"
-                    );
-                    exit_code::OK
-                }
-                Err(err) => {
-                    tracing::error!(event = "export_failed", table = %table.name, date = %date, error = %err, "export failed");
-                    eprintln!("error: {err}");
-                    exit_code::FAILED
-                }
-            }
-        }
         Command::Daemon { run_now } => {
             match coldsync::daemon::run_daemon(engine, run_now, shutdown).await {
                 Ok(()) => exit_code::OK,
@@ -321,6 +278,58 @@ async fn execute(cli: Cli) -> i32 {
                     exit_code::CONFIG
                 }
             }
+        }
+    }
+}
+
+/// `export`: reads only the object store, never Redis.
+async fn export(config: &Config, command: Command) -> i32 {
+    let Command::Export {
+        table,
+        date,
+        format: ExportFormat::Resp,
+        out,
+    } = command
+    else {
+        unreachable!("called for export only")
+    };
+    let table = match config.select_tables(&[table]) {
+        Ok(mut tables) => tables.remove(0),
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit_code::CONFIG;
+        }
+    };
+    let result = match &out {
+        Some(path) => match tokio::fs::File::create(path).await {
+            Ok(file) => {
+                let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+                coldsync::export::export(config, &table, date, &mut file).await
+            }
+            Err(err) => Err(coldsync::load::ExportError::Write(err)),
+        },
+        None => {
+            let mut stdout = tokio::io::BufWriter::with_capacity(1 << 20, tokio::io::stdout());
+            coldsync::export::export(config, &table, date, &mut stdout).await
+        }
+    };
+    match result {
+        Ok(produced) => {
+            tracing::info!(
+                event = "partition_exported",
+                table = %table.name,
+                date = %date,
+                rows = produced.rows,
+                keys = produced.keys,
+                skipped_null_keys = produced.skipped_null_keys,
+                "partition exported"
+            );
+            exit_code::OK
+        }
+        Err(err) => {
+            tracing::error!(event = "export_failed", table = %table.name, date = %date, error = %err, "export failed");
+            eprintln!("error: {err}");
+            exit_code::FAILED
         }
     }
 }

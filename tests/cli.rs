@@ -883,3 +883,56 @@ fn plan_estimates_redis_memory_and_warns_before_an_oom() {
     assert_eq!(u(warnings[0], "est_memory_bytes"), estimate);
     assert_eq!(u(warnings[0], "redis_free_bytes"), free);
 }
+
+#[test]
+fn export_writes_what_run_writes_without_touching_redis() {
+    let ws = Workspace::new();
+    small_table().write_local(&ws.root());
+    // Nothing listens on this port: export must not need Redis.
+    let dead = format!("redis://127.0.0.1:{}/0", common::free_port());
+    ws.write(&dead, ORDERS_TABLE);
+    let resp = ws.dir.path().join("out.resp");
+    let out = ws.cli(&[
+        "export",
+        "--table",
+        "orders",
+        "--date",
+        "2026-11-19",
+        "--out",
+        resp.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status_code, 0, "{}", out.dump());
+    let exported = out
+        .event("partition_exported")
+        .expect("partition_exported event");
+    assert_eq!((u(exported, "rows"), u(exported, "keys")), (4, 4));
+
+    // Piped into one redis, it gives exactly what `run` gives in another (keys, values, expiries).
+    let piped = RedisServer::start();
+    let status = std::process::Command::new("redis-cli")
+        .args(["-p", &piped.port.to_string(), "--pipe"])
+        .stdin(std::fs::File::open(&resp).unwrap())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let loaded = RedisServer::start();
+    ws.write(&redis_url(&loaded), ORDERS_TABLE);
+    assert_eq!(
+        ws.cli(&["run", "--as-of", AS_OF, "--table", "orders"])
+            .status_code,
+        0
+    );
+    let piped_keys = piped.keys("ord:*");
+    assert_eq!(
+        piped_keys,
+        ["ord:1", "ord:2", "ord:3", "ord:4"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect()
+    );
+    for key in &piped_keys {
+        assert_eq!(piped.get(key), loaded.get(key), "{key}");
+        assert_eq!(piped.pexpiretime(key), loaded.pexpiretime(key), "{key}");
+    }
+}
