@@ -1,4 +1,5 @@
-//! Structured logs: JSON lines (the default when stderr is not a terminal) or text, on stderr.
+//! Structured logs on stderr: JSON lines (the default when stdout is not a terminal, i.e. under a
+//! scheduler or in a pipe) or text.
 //! Every event has a stable `event` name and identity fields; see the README's "Log events".
 
 use std::io::IsTerminal;
@@ -15,9 +16,9 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    /// JSON unless stderr is a terminal.
+    /// JSON unless stdout is a terminal.
     pub fn detect() -> LogFormat {
-        if std::io::stderr().is_terminal() {
+        if std::io::stdout().is_terminal() {
             LogFormat::Text
         } else {
             LogFormat::Json

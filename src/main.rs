@@ -26,7 +26,7 @@ struct Cli {
         default_value = "config/coldsync.toml"
     )]
     config: PathBuf,
-    /// Log format; JSON by default when stderr is not a terminal.
+    /// Log format; JSON by default when stdout is not a terminal.
     #[arg(long, global = true, env = "COLDSYNC_LOG_FORMAT")]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
