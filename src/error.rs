@@ -89,6 +89,16 @@ pub enum FileError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// The decoder ended before the rows the footer announces (a reader task died).
+    #[error("file {path}: decoded {decoded} rows but the footer has {expected}")]
+    Truncated {
+        /// Path of the file in the store.
+        path: String,
+        /// Rows decoded.
+        decoded: u64,
+        /// Rows in the footer.
+        expected: u64,
+    },
     /// A column is missing or of a type that cannot be encoded.
     #[error("file {path}: {source}")]
     Schema {
@@ -199,6 +209,7 @@ impl PartitionError {
         match self {
             PartitionError::File(FileError::Read { path, .. })
             | PartitionError::File(FileError::Parquet { path, .. })
+            | PartitionError::File(FileError::Truncated { path, .. })
             | PartitionError::File(FileError::Schema { path, .. }) => Some(path),
             _ => None,
         }

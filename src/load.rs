@@ -195,9 +195,12 @@ pub async fn produce_commands(
     let mut rows = EncodedRows::new();
     for (file, encoder, mask) in prepared.files {
         let path = file.file.path.clone();
+        let expected = file.num_rows();
+        let mut decoded = 0u64;
         let mut batches = file.stream(mask, READ_AHEAD_BATCHES);
         while let Some(batch) = batches.recv().await {
             let batch = batch?;
+            decoded += batch.num_rows() as u64;
             produced.rows += batch.num_rows() as u64;
             rows.clear();
             encoder
@@ -230,6 +233,15 @@ pub async fn produce_commands(
                     }
                 }
             }
+        }
+        // The decoding task ends its channel early only if it died: never take that for the end.
+        if decoded != expected {
+            return Err(FileError::Truncated {
+                path,
+                decoded,
+                expected,
+            }
+            .into());
         }
     }
     for (target, mut batch) in pending.into_iter().enumerate() {
@@ -273,7 +285,7 @@ pub async fn send_partition(
     ));
     let mut broken = false;
     while let Some((target, batch)) = rx.recv().await {
-        limiter.acquire(batch.len()).await;
+        limiter.acquire(batch.pending_keys()).await;
         if session.send(target, batch).await.is_err() {
             broken = true;
             break;

@@ -118,7 +118,11 @@ fn incompleteness(
     partition: &DiscoveredPartition,
     now_ms: i64,
 ) -> Option<String> {
-    if partition.files.is_empty() {
+    // Nothing but hidden paths (a job still writing to `_temporary/`): not complete. A partition
+    // whose producer marked it done with no rows (only zero-byte files, or only `_SUCCESS`) is a
+    // complete, empty partition under the policy below.
+    if partition.files.is_empty() && partition.empty_files == 0 && partition.marker_dirs.is_empty()
+    {
         return Some("no data files".to_string());
     }
     match table.completeness {

@@ -191,6 +191,15 @@ impl CommandBatch {
         self.pending_keys
     }
 
+    /// Commands queued between the `MULTI` before command `index` (an `EXEC`) and it.
+    pub fn queued_before(&self, index: usize) -> usize {
+        const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+        (0..index)
+            .rev()
+            .find(|&i| self.bytes[self.starts[i] as usize..].starts_with(MULTI))
+            .map_or(0, |multi| index - multi - 1)
+    }
+
     /// Keys covered by command `index` (several for a hash-replacement call).
     pub fn keys_of(&self, index: usize) -> u64 {
         self.keys.get(index).copied().unwrap_or(1).into()
@@ -531,6 +540,7 @@ mod tests {
             (0, 2, 2)
         );
         assert_eq!(multi.key_of(5), "k:1");
+        assert_eq!(multi.queued_before(5), 4);
 
         let mut plain = CommandBatch::default();
         plain.push_row(&rows, 0, WriteStyle::HashPlain, &expiry, &shas);

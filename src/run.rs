@@ -558,17 +558,19 @@ impl Engine {
                 .rev()
                 .map(|p| p.date)
                 .find(|d| is_loaded(*d) && *d >= plan.oldest_kept),
+            // Every day from the oldest partition in the window on, without a gap: a day with no
+            // partition at all stops the watermark like a day not loaded.
             LoadMode::Incremental => {
-                let mut mark = None;
-                for p in plan
+                let first = plan
                     .partitions
                     .iter()
-                    .filter(|p| p.date >= plan.oldest_kept && p.date <= plan.newest_cold)
-                {
-                    if !is_loaded(p.date) {
-                        break;
-                    }
-                    mark = Some(p.date);
+                    .map(|p| p.date)
+                    .find(|d| *d >= plan.oldest_kept && *d <= plan.newest_cold);
+                let mut mark = None;
+                let mut day = first;
+                while let Some(date) = day.filter(|d| *d <= plan.newest_cold && is_loaded(*d)) {
+                    mark = Some(date);
+                    day = date.succ_opt();
                 }
                 mark
             }
@@ -603,7 +605,10 @@ impl Engine {
                         error = %err,
                         "transient failure, retrying the partition"
                     );
-                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay + Duration::from_millis(jitter)) => {}
+                        _ = cancel.cancelled() => return Err(PartitionError::Cancelled),
+                    }
                     delay = (delay * 2).min(Duration::from_secs(30));
                     attempt += 1;
                 }

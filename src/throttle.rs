@@ -67,7 +67,8 @@ impl RateLimit {
         let start = {
             let mut next = self.next.lock().await;
             let now = Instant::now();
-            // Unused time does not accumulate beyond one batch: no burst after an idle pause.
+            // Unused time does not accumulate beyond one batch's cost: after an idle pause at most
+            // one extra batch goes at once.
             let start = (*next).max(now - cost.min(Duration::from_secs(1)));
             *next = start + cost;
             start
@@ -94,7 +95,7 @@ pub fn adapt(rate: u64, round_trip: Duration, target: Duration, ceiling: u64) ->
 }
 
 /// Probes Redis with `PING` on its own connection every [`PROBE_INTERVAL`] and adapts `limit`
-/// until `stop`. Probe failures are logged and leave the rate alone.
+/// until `stop`. A failed probe counts as a slow one (the rate halves) and reconnects.
 pub async fn run_adaptive(
     config: RedisConfig,
     target: Duration,
@@ -102,27 +103,32 @@ pub async fn run_adaptive(
     stop: CancellationToken,
 ) {
     let ceiling = config.max_keys_per_sec.unwrap_or(ADAPTIVE_CEILING);
-    let mut connection = match Connection::open(&config).await {
-        Ok(connection) => connection,
-        Err(err) => {
-            tracing::warn!(event = "adaptive_probe_failed", error = %err, "adaptive rate probe cannot connect");
-            return;
-        }
-    };
     let mut ping = CommandBatch::default();
     ping.push_command(&[b"PING"]);
     let mut last_logged = limit.rate();
+    let mut connection: Option<Connection> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(PROBE_INTERVAL) => {}
         }
         let sent = Instant::now();
-        if let Err(err) = connection.call(&ping).await {
-            tracing::warn!(event = "adaptive_probe_failed", error = %err, "adaptive rate probe failed");
-            return;
-        }
-        let round_trip = sent.elapsed();
+        let probed = match connection.as_mut() {
+            Some(open) => open.call(&ping).await.map(|_| ()),
+            None => Connection::open(&config)
+                .await
+                .map(|open| connection = Some(open)),
+        };
+        let round_trip = match probed {
+            Ok(()) => sent.elapsed(),
+            // A probe that fails or times out is the strongest "redis is struggling" signal:
+            // back off as for a slow answer, and reconnect on the next probe.
+            Err(err) => {
+                tracing::warn!(event = "adaptive_probe_failed", error = %err, "adaptive rate probe failed");
+                connection = None;
+                Duration::MAX
+            }
+        };
         let rate = adapt(limit.rate(), round_trip, target, ceiling);
         limit.set_rate(rate);
         if rate * 2 <= last_logged || rate >= last_logged * 2 {

@@ -190,9 +190,10 @@ async fn tls_wrap(
     };
     let name = rustls::pki_types::ServerName::try_from(config.host.clone())
         .map_err(|err| fail(format!("bad TLS server name: {err}"), false))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(client))
-        .connect(name, tcp)
+    let handshake = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp);
+    let stream = tokio::time::timeout(config.timeout, handshake)
         .await
+        .map_err(|_| fail("TLS handshake timed out".to_string(), true))?
         .map_err(|err| fail(format!("TLS handshake failed: {err}"), true))?;
     Ok(Box::new(stream))
 }
@@ -362,18 +363,22 @@ impl Connection {
         let (sent_tx, mut sent_rx) = mpsc::channel::<CommandBatch>(in_flight.max(1));
         let timeout = self.timeout;
         let writing = async move {
+            let timed_out = || RedisError::Timeout {
+                seconds: timeout.as_secs(),
+            };
+            // A write that cannot go out within the timeout means redis stopped reading.
             while let Some(batch) = batches.recv().await {
-                write_half
-                    .write_all(&batch.bytes)
+                tokio::time::timeout(timeout, write_half.write_all(&batch.bytes))
                     .await
+                    .map_err(|_| timed_out())?
                     .map_err(|source| RedisError::Io { source })?;
                 if sent_tx.send(batch).await.is_err() {
                     break;
                 }
             }
-            write_half
-                .flush()
+            tokio::time::timeout(timeout, write_half.flush())
                 .await
+                .map_err(|_| timed_out())?
                 .map_err(|source| RedisError::Io { source })?;
             Ok::<_, RedisError>(())
         };
@@ -417,6 +422,14 @@ async fn check_replies<R: AsyncRead + Unpin>(
                         key: batch.key_of(index),
                         message: message.clone(),
                     });
+                }
+                let queued = batch.queued_before(index);
+                if replies.len() != queued {
+                    return Err(RedisError::Protocol(format!(
+                        "EXEC answered {} replies for {queued} queued commands (key {:?})",
+                        replies.len(),
+                        batch.key_of(index)
+                    )));
                 }
             }
             Reply::Error(message) => {

@@ -568,7 +568,7 @@ async fn marker_completeness_skips_unmarked_partition() {
     let (d1, d2) = (ago(3), ago(2));
     spark_unmarked(root, ORDERS_PATH, &dt(d1), &[orders_batch(&[1], "u")]);
     spark(root, ORDERS_PATH, &dt(d2), &[orders_batch(&[2], "m")]);
-    // A partition holding only a marker and a zero-byte file has no data: incomplete too.
+    // A partition holding only a marker and a zero-byte file is complete and empty.
     write_success(root, &format!("{ORDERS_PATH}/{}", dt(ago(4))));
     write_file(root, &format!("{ORDERS_PATH}/{}/part-0", dt(ago(4))), b"");
 
@@ -577,7 +577,7 @@ async fn marker_completeness_skips_unmarked_partition() {
     assert_eq!(
         states(&p),
         BTreeMap::from([
-            (ago(4), PartitionState::Incomplete),
+            (ago(4), PartitionState::Pending),
             (d1, PartitionState::Incomplete),
             (d2, PartitionState::Pending)
         ])
@@ -586,24 +586,32 @@ async fn marker_completeness_skips_unmarked_partition() {
         p.partition(d1).unwrap().reason.as_deref(),
         Some("no _SUCCESS marker in the partition")
     );
-    assert_eq!(
-        p.partition(ago(4)).unwrap().reason.as_deref(),
-        Some("no data files")
-    );
+    assert_eq!(p.partition(ago(4)).unwrap().reason, None);
 
     let summary = run(&engine, today()).await;
     assert_eq!(summary.exit_code, 0, "{summary:?}");
-    assert_eq!(summary.partitions_loaded, 1);
+    assert_eq!(summary.partitions_loaded, 2);
     assert_eq!(redis.get("ord:1"), None);
     assert_json_key(&redis, "ord", 2, "m", exp30(d2));
     let entries = engine.ledger().entries("orders").await.unwrap();
-    assert_eq!(entries.keys().copied().collect::<Vec<_>>(), vec![d2]);
-    // Watermark stops below the incomplete partitions... which are the oldest: nothing contiguous.
-    assert_eq!(outcome(&summary, "orders").watermark, None);
+    assert_eq!(
+        entries.keys().copied().collect::<Vec<_>>(),
+        vec![ago(4), d2]
+    );
+    assert_eq!(
+        (
+            entries[&ago(4)].rows,
+            entries[&ago(4)].keys,
+            entries[&ago(4)].files
+        ),
+        (0, 0, 0)
+    );
+    // Watermark: the empty partition is loaded, the next day is not.
+    assert_eq!(outcome(&summary, "orders").watermark, Some(ago(4)));
     assert_eq!(
         redis.dbsize(),
-        1 + 1,
-        "ord:2 and the ledger hash, no watermark"
+        1 + 2,
+        "ord:2, the ledger hash and the watermark"
     );
 
     // The producer finishes: the partition loads next time.
@@ -611,6 +619,7 @@ async fn marker_completeness_skips_unmarked_partition() {
     let summary = run(&engine, today()).await;
     assert_eq!(summary.partitions_loaded, 1);
     assert_json_key(&redis, "ord", 1, "u", exp30(d1));
+    assert_eq!(outcome(&summary, "orders").watermark, Some(d2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1485,4 +1494,38 @@ async fn dry_run_writes_nothing() {
     let s = run(&engine, today()).await;
     assert_eq!((s.exit_code, s.partitions_loaded), (0, 2));
     assert_eq!(redis.dbsize(), 2 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermark_stops_at_a_day_without_any_partition() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new().unwrap();
+    let root = dir.path();
+    // ago(5) and ago(4), no directory at all for ago(3), then ago(2) (the newest cold day).
+    for (day, id) in [(5, 1), (4, 2), (2, 3)] {
+        spark(
+            root,
+            ORDERS_PATH,
+            &dt(ago(day)),
+            &[orders_batch(&[id], "g")],
+        );
+    }
+    let engine = engine(root, &redis, &orders_toml("")).await;
+    let summary = run(&engine, today()).await;
+    assert_eq!(
+        (summary.exit_code, summary.partitions_loaded),
+        (0, 3),
+        "{summary:?}"
+    );
+    assert_eq!(outcome(&summary, "orders").watermark, Some(ago(4)));
+    assert_eq!(
+        engine.ledger().watermark("orders").await.unwrap(),
+        Some(ago(4))
+    );
+
+    // The missing day arrives (late): once loaded, the watermark reaches the newest cold day.
+    spark(root, ORDERS_PATH, &dt(ago(3)), &[orders_batch(&[4], "g")]);
+    let summary = run(&engine, today()).await;
+    assert_eq!(summary.partitions_loaded, 1);
+    assert_eq!(outcome(&summary, "orders").watermark, Some(ago(2)));
 }
