@@ -118,11 +118,6 @@ impl Ledger {
         })
     }
 
-    /// The connection, for other control commands.
-    pub fn connection(&self) -> MultiplexedConnection {
-        self.connection.clone()
-    }
-
     /// Key of a table's partition hash.
     pub fn partitions_key(&self, table: &str) -> String {
         format!("{}:{{{table}}}:partitions", self.prefix)

@@ -466,6 +466,7 @@ impl Engine {
                         skipped_null_keys = stats.skipped_null_keys,
                         kept_newer = stats.kept_newer,
                         bytes = stats.bytes,
+                        payload_bytes = stats.payload_bytes,
                         guarded,
                         duration_ms = started.elapsed().as_millis() as u64,
                         "partition loaded"
