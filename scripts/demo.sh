@@ -34,7 +34,7 @@ echo
 echo "== coldsync status"
 target/debug/coldsync --config "$work/coldsync.toml" --log-format text status
 echo
-key=$(redis-cli -p "$port" --scan --pattern 'cold:orders:*' | head -n 1)
+key=$(redis-cli -p "$port" --scan --pattern 'cold:orders:*' | head -n 1 || true)
 echo "== lookup: GET $key"
 redis-cli -p "$port" GET "$key"
 echo "   expires at (ms): $(redis-cli -p "$port" PEXPIRETIME "$key")"
