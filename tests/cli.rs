@@ -3,6 +3,7 @@
 //! and `--help` of every subcommand.
 
 mod common;
+use common::orders_json as order_json;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -89,17 +90,6 @@ retention_days = 30
 
 fn redis_url(redis: &RedisServer) -> String {
     format!("redis://127.0.0.1:{}/0", redis.port)
-}
-
-/// The JSON value of `orders_batch` row `id` with status suffix `suffix` (key column excluded).
-fn order_json(id: i64, suffix: &str) -> String {
-    let ts = chrono::DateTime::from_timestamp_millis(orders_created_at_ms(id)).unwrap();
-    format!(
-        r#"{{"user_id":{},"amount":"{}.99","status":"paid-{suffix}","created_at":"{}"}}"#,
-        orders_user_id(id),
-        id,
-        ts.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    )
 }
 
 /// 11-19: ids 1,2,3 and 4 (two files); 11-20: id 5 (one file); 11-21: hot (id 6).

@@ -3,8 +3,9 @@
 //! value contract, schema evolution, broken files and a Redis that refuses writes.
 
 mod common;
+use common::fs_engine as engine;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,6 @@ use arrow_array::{
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Field, Fields};
 use chrono::NaiveDate;
-use coldsync::config::Config;
 use coldsync::ledger::LedgerEntry;
 use coldsync::run::{partition_expiry, Engine, RunOptions, RunSummary};
 use common::*;
@@ -43,25 +43,6 @@ fn utc_midnight_ms(date: NaiveDate) -> i64 {
         .unwrap()
         .and_utc()
         .timestamp_millis()
-}
-
-/// Full config text: fs source at `root`, the test Redis, retention 30 days, then `tables`.
-fn config_text(root: &Path, redis: &RedisServer, tables: &str) -> String {
-    format!(
-        "[source]\nscheme = \"fs\"\nroot = \"{}\"\n\n[redis]\nurl = \"redis://127.0.0.1:{}/0\"\n\n[defaults]\nretention_days = 30\n\n{tables}",
-        root.display(),
-        redis.port
-    )
-}
-
-async fn engine(root: &Path, redis: &RedisServer, tables: &str) -> Engine {
-    let text = config_text(root, redis, tables);
-    let config = Config::parse(&text, &HashMap::new())
-        .unwrap_or_else(|e| panic!("config invalid: {e}\n{text}"));
-    match Engine::connect(config).await {
-        Ok(engine) => engine,
-        Err(e) => panic!("engine connect failed: {e}"),
-    }
 }
 
 /// Collects the JSON log lines of one run.

@@ -6,13 +6,13 @@
 //! every absolute expiry the loader sets lies in the future and Redis keeps the keys.
 
 mod common;
+use common::fs_engine as engine;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
-use coldsync::config::Config;
 use coldsync::plan::{PartitionState, TablePlan};
 use coldsync::run::{partition_expiry, Backfill, Engine, RunOptions, RunSummary, TableOutcome};
 use common::*;
@@ -54,21 +54,6 @@ fn table_toml(name: &str, path: &str, prefix: &str, extra: &str) -> String {
 /// The `orders` table at `warehouse/orders`, keys `ord:{order_id}`.
 fn orders_toml(extra: &str) -> String {
     table_toml("orders", ORDERS_PATH, "ord", extra)
-}
-
-fn config_text(root: &Path, redis: &RedisServer, tables: &str) -> String {
-    format!(
-        "[source]\nscheme = \"fs\"\nroot = \"{}\"\n\n[redis]\nurl = \"redis://127.0.0.1:{}/0\"\n\n[defaults]\nretention_days = 30\n\n{tables}",
-        root.display(),
-        redis.port
-    )
-}
-
-async fn engine(root: &Path, redis: &RedisServer, tables: &str) -> Engine {
-    let text = config_text(root, redis, tables);
-    let config = Config::parse(&text, &HashMap::new())
-        .unwrap_or_else(|e| panic!("config invalid: {e}\n{text}"));
-    Engine::connect(config).await.expect("engine connects")
 }
 
 async fn run_opts(engine: &Engine, options: RunOptions) -> RunSummary {

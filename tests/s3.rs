@@ -3,6 +3,7 @@
 //! object reloading its partition, and a corrupt object failing only its own partition.
 
 mod common;
+use common::orders_json as order_json;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -73,17 +74,6 @@ key = "hive:{order_id}"
 partition_format = "%Y%m%d"
 completeness = "none"
 "#;
-
-/// The JSON value of `orders_batch` row `id` with status suffix `suffix` (key column excluded).
-fn order_json(id: i64, suffix: &str) -> String {
-    let ts = chrono::DateTime::from_timestamp_millis(orders_created_at_ms(id)).unwrap();
-    format!(
-        r#"{{"user_id":{},"amount":"{}.99","status":"paid-{suffix}","created_at":"{}"}}"#,
-        orders_user_id(id),
-        id,
-        ts.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    )
-}
 
 fn data_bytes_under(fx: &HiveTableFixture, prefix: &str) -> u64 {
     fx.files()

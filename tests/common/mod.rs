@@ -1212,3 +1212,35 @@ pub fn run_cli_with_timeout(args: &[&str], envs: &[(&str, &str)], timeout: Durat
     }
     out
 }
+
+/// Config text: an fs source at `root`, the test Redis, `retention_days = 30`, then `tables`.
+pub fn fs_config_text(root: &Path, redis: &RedisServer, tables: &str) -> String {
+    format!(
+        "[source]\nscheme = \"fs\"\nroot = \"{}\"\n\n[redis]\nurl = \"redis://127.0.0.1:{}/0\"\n\n[defaults]\nretention_days = 30\n\n{tables}",
+        root.display(),
+        redis.port
+    )
+}
+
+/// An engine on [`fs_config_text`]; panics with the text when the config is invalid.
+pub async fn fs_engine(root: &Path, redis: &RedisServer, tables: &str) -> coldsync::run::Engine {
+    let text = fs_config_text(root, redis, tables);
+    let config = coldsync::config::Config::parse(&text, &std::collections::HashMap::new())
+        .unwrap_or_else(|e| panic!("config invalid: {e}\n{text}"));
+    match coldsync::run::Engine::connect(config).await {
+        Ok(engine) => engine,
+        Err(e) => panic!("engine connect failed: {e}"),
+    }
+}
+
+/// The JSON value coldsync writes for [`orders_batch`] row `id` with status suffix `suffix`
+/// (all columns but the key, default encodings).
+pub fn orders_json(id: i64, suffix: &str) -> String {
+    let ts = chrono::DateTime::from_timestamp_millis(orders_created_at_ms(id)).unwrap();
+    format!(
+        r#"{{"user_id":{},"amount":"{}.99","status":"paid-{suffix}","created_at":"{}"}}"#,
+        orders_user_id(id),
+        id,
+        ts.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    )
+}
