@@ -1,7 +1,8 @@
 //! The daemon: runs every table on the `[daemon] schedule` (cron with seconds, in
 //! `daemon.timezone`) with tokio-cron-scheduler. A tick that finds the previous run still going
 //! is skipped (logged), never run concurrently. On shutdown the scheduler stops and the run in
-//! progress is cancelled between partitions: nothing half-written is recorded as loaded.
+//! progress is abandoned (its partition is not recorded as loaded; the next run reloads it). Every run
+//! connects anew, so the daemon outlives Redis restarts.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::run::{Engine, RunOptions};
 
 /// The daemon could not start.
@@ -36,13 +38,16 @@ pub async fn run_daemon(
         .clone()
         .ok_or(DaemonError::NoSchedule)?;
     let timezone = engine.config().schedule_timezone;
-    let engine = Arc::new(engine);
+    // Each run connects anew (a Redis restart between two nights must not break the daemon);
+    // the engine given here proved at start-up that the config reaches Redis and the store.
+    let config = Arc::new(engine.config().clone());
+    drop(engine);
     let busy = Arc::new(Mutex::new(()));
     let scheduler = JobScheduler::new().await?;
     let job = {
-        let (engine, busy, shutdown) = (engine.clone(), busy.clone(), shutdown.clone());
+        let (config, busy, shutdown) = (config.clone(), busy.clone(), shutdown.clone());
         Job::new_async_tz(schedule.as_str(), timezone, move |_id, _scheduler| {
-            scheduled_run(engine.clone(), busy.clone(), shutdown.clone())
+            scheduled_run(config.clone(), busy.clone(), shutdown.clone())
         })?
     };
     scheduler.add(job).await?;
@@ -51,7 +56,7 @@ pub async fn run_daemon(
     tracing::info!(event = "daemon_started", schedule = %schedule, timezone = %timezone, "daemon started");
     if run_now {
         tokio::spawn(scheduled_run(
-            engine.clone(),
+            config.clone(),
             busy.clone(),
             shutdown.clone(),
         ));
@@ -69,7 +74,7 @@ pub async fn run_daemon(
 
 /// One scheduled run, skipped when the previous one is still going.
 fn scheduled_run(
-    engine: Arc<Engine>,
+    config: Arc<Config>,
     busy: Arc<Mutex<()>>,
     shutdown: CancellationToken,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -83,6 +88,13 @@ fn scheduled_run(
             return;
         };
         let options = RunOptions::default();
+        let engine = match Engine::connect(Config::clone(&config)).await {
+            Ok(engine) => engine,
+            Err(err) => {
+                tracing::error!(event = "run_failed", error = %err, "scheduled run cannot reach redis or the store");
+                return;
+            }
+        };
         if let Err(err) = engine.run(&options, &shutdown).await {
             tracing::error!(event = "run_failed", error = %err, "scheduled run could not start");
         }

@@ -758,19 +758,29 @@ fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
     small_table().write_local(&ws.root());
     let text = ws.config_text(&redis_url(&redis), ORDERS_TABLE);
     ws.write_config(&format!("[daemon]\nschedule = \"*/1 * * * * *\"\n\n{text}"));
-    let mut child = Command::new(coldsync_bin())
-        .args([
-            "--config",
-            ws.config_path().to_str().unwrap(),
-            "--log-format",
-            "json",
-        ])
-        .args(["daemon", "--run-now"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    /// Kills the daemon if the test fails before stopping it.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        Command::new(coldsync_bin())
+            .args([
+                "--config",
+                ws.config_path().to_str().unwrap(),
+                "--log-format",
+                "json",
+            ])
+            .args(["daemon", "--run-now"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut events: Vec<Value> = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // Wait for two finished runs: the immediate one and at least one scheduled one.
@@ -787,15 +797,60 @@ fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
         let line = lines.next().expect("daemon stderr open").unwrap();
         events.push(serde_json::from_str(&line).expect("json log line"));
     }
+    // Redis restarts, empty, on the same port: the daemon reconnects and loads everything again.
+    let port = redis.port.to_string();
+    let down = Command::new("redis-cli")
+        .args(["-p", &port, "shutdown", "nosave"])
+        .output()
+        .unwrap();
+    assert!(down.stdout.is_empty(), "{down:?}");
+    let restart_dir = tempfile::tempdir().unwrap();
+    let restarted = KillOnDrop(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .current_dir(restart_dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let reloaded =
+        |e: &Value| event_name(e) == Some("run_finished") && u(e, "partitions_loaded") == 3;
+    let before = events.iter().filter(|e| reloaded(e)).count();
+    while events.iter().filter(|e| reloaded(e)).count() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload after the restart: {events:?}"
+        );
+        let line = lines.next().expect("daemon stderr open").unwrap();
+        events.push(serde_json::from_str(&line).expect("json log line"));
+    }
+    let reloaded_value = Command::new("redis-cli")
+        .args(["-p", &port, "GET", "ord:5"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&reloaded_value.stdout).trim(),
+        order_json(5, "b")
+    );
+
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     for line in lines {
         events.push(serde_json::from_str(&line.unwrap()).expect("json log line"));
     }
-    let exit = child.wait().unwrap();
+    let exit = child.0.wait().unwrap();
     assert_eq!(exit.code(), Some(0));
     let names: Vec<&str> = events.iter().filter_map(event_name).collect();
     assert_eq!(names.first(), Some(&"daemon_started"));
@@ -803,10 +858,11 @@ fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
         &names[names.len() - 3..],
         &["shutdown_requested", "daemon_stopping", "daemon_stopped"]
     );
-    // The first run loads the three cold partitions, later runs find nothing new.
+    // The first run loads the three cold partitions, the next ones find nothing new, and the run
+    // after the restart loads all three again.
     assert_eq!(
         names.iter().filter(|n| **n == "partition_loaded").count(),
-        3
+        6
     );
     let finished: Vec<&Value> = events
         .iter()
@@ -816,6 +872,7 @@ fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
     assert_eq!(u(finished[1], "partitions_loaded"), 0);
     assert_eq!(redis.get("ord:5"), Some(order_json(5, "b")));
     assert_eq!(redis.get("ord:6"), Some(order_json(6, "c")));
+    drop(restarted);
 }
 
 #[test]
