@@ -43,6 +43,14 @@ impl PartitionState {
         }
     }
 
+    /// True for a cold partition in the window that is complete (loaded or to be loaded).
+    pub fn is_complete(self) -> bool {
+        matches!(
+            self,
+            PartitionState::Loaded | PartitionState::Pending | PartitionState::Changed
+        )
+    }
+
     /// True for states a run loads.
     pub fn needs_load(self) -> bool {
         matches!(self, PartitionState::Pending | PartitionState::Changed)
@@ -196,31 +204,17 @@ pub fn plan_table(
         let newest_complete = partitions
             .iter()
             .rev()
-            .find(|p| {
-                matches!(
-                    p.state,
-                    PartitionState::Loaded | PartitionState::Pending | PartitionState::Changed
-                )
-            })
+            .find(|p| p.state.is_complete())
             .map(|p| p.date);
         for p in &mut partitions {
-            if Some(p.date) != newest_complete
-                && matches!(
-                    p.state,
-                    PartitionState::Loaded | PartitionState::Pending | PartitionState::Changed
-                )
-            {
+            if Some(p.date) != newest_complete && p.state.is_complete() {
                 p.state = PartitionState::Superseded;
             }
         }
     }
-    let newest_cold_complete = partitions.iter().any(|p| {
-        p.date == newest_cold
-            && matches!(
-                p.state,
-                PartitionState::Loaded | PartitionState::Pending | PartitionState::Changed
-            )
-    });
+    let newest_cold_complete = partitions
+        .iter()
+        .any(|p| p.date == newest_cold && p.state.is_complete());
     TablePlan {
         table: table.name.clone(),
         today,

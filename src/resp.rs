@@ -333,13 +333,14 @@ impl CommandBatch {
         let args = parse_command(&self.bytes[start..end]);
         let key = match args.first().map(|a| a.as_slice()) {
             Some(b"EVALSHA") => args.get(3),
-            // A transaction: name its first key (the command right after MULTI).
+            // A transaction: name its first key (the first queued command).
             Some(b"EXEC") => {
-                return (0..index)
-                    .rev()
-                    .find(|&i| self.key_of(i).is_empty())
-                    .map(|multi| self.key_of(multi + 1))
-                    .unwrap_or_default();
+                let queued = self.queued_before(index);
+                return if queued == 0 {
+                    String::new()
+                } else {
+                    self.key_of(index - queued)
+                };
             }
             _ => args.get(1),
         };
