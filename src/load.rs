@@ -196,11 +196,10 @@ pub async fn produce_commands(
     for (file, encoder, mask) in prepared.files {
         let path = file.file.path.clone();
         let expected = file.num_rows();
-        let mut decoded = 0u64;
+        let rows_before = produced.rows;
         let mut batches = file.stream(mask, READ_AHEAD_BATCHES);
         while let Some(batch) = batches.recv().await {
             let batch = batch?;
-            decoded += batch.num_rows() as u64;
             produced.rows += batch.num_rows() as u64;
             rows.clear();
             encoder
@@ -212,11 +211,7 @@ pub async fn produce_commands(
             produced.skipped_null_keys += rows.skipped_null_keys();
             produced.payload_bytes += rows.byte_len() as u64;
             for row in 0..rows.len() {
-                let target = if queues == 1 {
-                    0
-                } else {
-                    route(rows.key(row), queues)
-                };
+                let target = route(rows.key(row), queues);
                 let out = &mut pending[target];
                 match command {
                     RowCommand::Write(style) => out.push_row(&rows, row, style, &expiry, &shas),
@@ -235,6 +230,7 @@ pub async fn produce_commands(
             }
         }
         // The decoding task ends its channel early only if it died: never take that for the end.
+        let decoded = produced.rows - rows_before;
         if decoded != expected {
             return Err(FileError::Truncated {
                 path,
