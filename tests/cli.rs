@@ -104,14 +104,6 @@ fn small_table() -> HiveTableFixture {
     fx
 }
 
-fn data_bytes_under(fx: &HiveTableFixture, prefix: &str) -> u64 {
-    fx.files()
-        .iter()
-        .filter(|(p, f)| f.kind == FileKind::Data && p.starts_with(prefix))
-        .map(|(_, f)| f.bytes.len() as u64)
-        .sum()
-}
-
 fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
     event_field(v, key).unwrap_or_else(|| panic!("event {v} has no field {key:?}"))
 }
@@ -163,8 +155,8 @@ fn run_logs_events_and_loads_exact_values() {
 
     let loaded = out.events_named("partition_loaded");
     assert_eq!(loaded.len(), 2, "{}", out.dump());
-    let b19 = data_bytes_under(&fx, "orders/dt=2026-11-19/");
-    let b20 = data_bytes_under(&fx, "orders/dt=2026-11-20/");
+    let b19 = fx.data_bytes_under("orders/dt=2026-11-19/");
+    let b20 = fx.data_bytes_under("orders/dt=2026-11-20/");
     let expect = [("2026-11-19", 2, 4, 4, b19), ("2026-11-20", 1, 1, 1, b20)];
     for (ev, (date, files, rows, keys, bytes)) in loaded.iter().zip(expect) {
         assert_eq!(s(ev, "table"), "orders");
@@ -560,9 +552,9 @@ fn plan_status_and_backfill_json() {
     fx.write_local(&ws.root());
     let redis = RedisServer::start();
     ws.write(&redis_url(&redis), ORDERS_TABLE);
-    let b19 = data_bytes_under(&fx, "orders/dt=2026-11-19/");
-    let b20 = data_bytes_under(&fx, "orders/dt=2026-11-20/");
-    let b21 = data_bytes_under(&fx, "orders/dt=2026-11-21/");
+    let b19 = fx.data_bytes_under("orders/dt=2026-11-19/");
+    let b20 = fx.data_bytes_under("orders/dt=2026-11-20/");
+    let b21 = fx.data_bytes_under("orders/dt=2026-11-21/");
 
     // Plan before anything is loaded.
     let out = ws.cli(&["plan", "--json", "--as-of", AS_OF]);

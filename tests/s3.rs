@@ -75,14 +75,6 @@ partition_format = "%Y%m%d"
 completeness = "none"
 "#;
 
-fn data_bytes_under(fx: &HiveTableFixture, prefix: &str) -> u64 {
-    fx.files()
-        .iter()
-        .filter(|(p, f)| f.kind == FileKind::Data && p.starts_with(prefix))
-        .map(|(_, f)| f.bytes.len() as u64)
-        .sum()
-}
-
 fn options() -> RunOptions {
     RunOptions {
         tables: vec![],
@@ -201,10 +193,10 @@ async fn spark_and_hive_tables_load_from_s3_then_second_run_is_noop() {
     assert_eq!(summary.rows, 4 + 3 + 2 + 3);
     assert_eq!(summary.keys, 12);
     assert_eq!(summary.skipped_null_keys, 0);
-    let spark_bytes = data_bytes_under(&spark, "warehouse/orders/dt=2026-11-19/")
-        + data_bytes_under(&spark, "warehouse/orders/dt=2026-11-20/");
-    let hive_bytes = data_bytes_under(&hive, "warehouse/orders_hive/dt=20261119/")
-        + data_bytes_under(&hive, "warehouse/orders_hive/dt=20261120/");
+    let spark_bytes = spark.data_bytes_under("warehouse/orders/dt=2026-11-19/")
+        + spark.data_bytes_under("warehouse/orders/dt=2026-11-20/");
+    let hive_bytes = hive.data_bytes_under("warehouse/orders_hive/dt=20261119/")
+        + hive.data_bytes_under("warehouse/orders_hive/dt=20261120/");
     assert_eq!(summary.bytes, spark_bytes + hive_bytes);
     assert_eq!(summary.tables.len(), 2);
     for t in &summary.tables {
@@ -267,7 +259,7 @@ async fn spark_and_hive_tables_load_from_s3_then_second_run_is_noop() {
         4,
         4,
         0,
-        data_bytes_under(&spark, "warehouse/orders/dt=2026-11-19/"),
+        spark.data_bytes_under("warehouse/orders/dt=2026-11-19/"),
         exp19,
     );
     assert_entry(
@@ -276,7 +268,7 @@ async fn spark_and_hive_tables_load_from_s3_then_second_run_is_noop() {
         3,
         3,
         0,
-        data_bytes_under(&spark, "warehouse/orders/dt=2026-11-20/"),
+        spark.data_bytes_under("warehouse/orders/dt=2026-11-20/"),
         exp20,
     );
     let hive_entries = ledger.entries("orders_hive").await.unwrap();
@@ -290,7 +282,7 @@ async fn spark_and_hive_tables_load_from_s3_then_second_run_is_noop() {
         2,
         2,
         0,
-        data_bytes_under(&hive, "warehouse/orders_hive/dt=20261119/"),
+        hive.data_bytes_under("warehouse/orders_hive/dt=20261119/"),
         exp19,
     );
     assert_entry(
@@ -299,7 +291,7 @@ async fn spark_and_hive_tables_load_from_s3_then_second_run_is_noop() {
         3,
         3,
         0,
-        data_bytes_under(&hive, "warehouse/orders_hive/dt=20261120/"),
+        hive.data_bytes_under("warehouse/orders_hive/dt=20261120/"),
         exp20,
     );
     for e in spark_entries.values().chain(hive_entries.values()) {

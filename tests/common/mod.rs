@@ -961,6 +961,15 @@ impl HiveTableFixture {
         self.paths_of(FileKind::Data)
     }
 
+    /// Total bytes of the data files whose path starts with `prefix`.
+    pub fn data_bytes_under(&self, prefix: &str) -> u64 {
+        self.files
+            .iter()
+            .filter(|(p, f)| f.kind == FileKind::Data && p.starts_with(prefix))
+            .map(|(_, f)| f.bytes.len() as u64)
+            .sum()
+    }
+
     /// Writes every file under `root`.
     pub fn write_local(&self, root: &Path) {
         for (p, f) in &self.files {
