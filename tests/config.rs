@@ -247,3 +247,75 @@ fn partition_values_parse_only_in_canonical_form() {
     );
     assert_eq!(dashed.tables[0].parse_partition_value("2026-11-2"), None);
 }
+
+#[test]
+fn enum_options_name_the_option_and_list_the_accepted_values() {
+    for (line, option, accepted) in [
+        (
+            "mode = \"full\"",
+            "tables[0] (orders).mode",
+            vec!["incremental", "snapshot"],
+        ),
+        ("mode = 1", "tables[0] (orders).mode", vec![]),
+        (
+            "completeness = \"maybe\"",
+            "tables[0] (orders).completeness",
+            vec!["marker", "table_marker", "none"],
+        ),
+        (
+            "value_format = \"xml\"",
+            "tables[0] (orders).value_format",
+            vec!["json", "hash", "column", "delimited"],
+        ),
+        (
+            "timestamp_encoding = \"unix\"",
+            "tables[0] (orders).timestamp_encoding",
+            vec!["iso8601", "epoch_millis"],
+        ),
+        ("hot_days = \"two\"", "tables[0] (orders).hot_days", vec![]),
+    ] {
+        let message = error_of(&format!("{BASE}{line}\n"));
+        assert!(message.contains(option), "{line}: {message}");
+        for value in accepted {
+            assert!(
+                message.contains(value),
+                "{line}: {value} not listed in {message}"
+            );
+        }
+    }
+    // The same names are accepted (under [[tables]] and under [defaults]).
+    let config = Config::parse(
+        &format!(
+            "{}mode = \"snapshot\"\ncompleteness = \"table_marker\"\nvalue_format = \"delimited\"\nseparator = \"|\"\n",
+            BASE.replace("[defaults]", "[defaults]\ncompleteness = \"none\"\nvalue_format = \"hash\"")
+        ),
+        &HashMap::new(),
+    )
+    .unwrap();
+    let t = &config.tables[0];
+    assert_eq!(t.mode, LoadMode::Snapshot);
+    assert_eq!(t.completeness, Completeness::TableMarker);
+    assert_eq!(
+        t.format,
+        ValueFormat::Delimited {
+            separator: "|".to_string(),
+            null_string: String::new()
+        }
+    );
+    let config = Config::parse(
+        &BASE.replace(
+            "[defaults]",
+            "[defaults]\ncompleteness = \"none\"\nvalue_format = \"hash\"\nmode = \"snapshot\"",
+        ),
+        &HashMap::new(),
+    )
+    .unwrap();
+    let t = &config.tables[0];
+    assert_eq!(t.mode, LoadMode::Snapshot);
+    assert_eq!(t.completeness, Completeness::None);
+    assert_eq!(t.format, ValueFormat::Hash);
+    // A bad value under [defaults] is refused at parse, pointing at its line.
+    let message = error_of(&BASE.replace("[defaults]", "[defaults]\nmode = \"full\""));
+    assert!(message.contains("mode = \"full\""), "{message}");
+    assert!(message.contains("incremental"), "{message}");
+}

@@ -1,0 +1,173 @@
+//! Configuration: the strict TOML file ([`RawConfig`]) and its validated, typed form ([`Config`]).
+//!
+//! Loading is two-staged: serde parses the file with `deny_unknown_fields` and defaults
+//! (`raw`), then [`RawConfig::build`] checks every option against the process environment handed
+//! in by the caller (never read here, so tests do not touch the global environment) and produces
+//! a [`Config`] whose types rule out invalid states. Every error names the option at fault.
+//!
+//! - `raw`: the serde structs of the file, with defaults.
+//! - `secret`: [`Secret`], [`OptionValue`], credentials from the environment or files.
+//! - `source`: `[source]` into [`SourceConfig`].
+//! - `redis`: `[redis]` into [`RedisConfig`].
+//! - `tables`: `[[tables]]` and `[defaults]` into [`TableConfig`].
+//! - here: [`Config`] itself, `[ledger]` and `[daemon]`, and the checks the sections share.
+
+mod raw;
+mod redis;
+mod secret;
+mod source;
+mod tables;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+
+pub use self::raw::RawConfig;
+pub use self::redis::RedisConfig;
+pub use self::secret::{OptionValue, Secret};
+pub use self::source::SourceConfig;
+pub use self::tables::{Completeness, LoadMode, TableConfig};
+use crate::error::ConfigError;
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Object store.
+    pub source: SourceConfig,
+    /// Redis.
+    pub redis: RedisConfig,
+    /// Prefix of ledger keys (`coldsync` -> `coldsync:{table}:...`).
+    pub ledger_prefix: String,
+    /// Cron expression of the daemon (6 fields, seconds first), if any.
+    pub schedule: Option<String>,
+    /// Time zone of the cron schedule.
+    pub schedule_timezone: Tz,
+    /// Tables, in file order.
+    pub tables: Vec<TableConfig>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, env).map_err(|err| match err {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: err.to_string(),
+        })?;
+        raw.build(env)
+    }
+
+    /// The tables named in `names` (all when empty); an unknown name is an error.
+    pub fn select_tables(&self, names: &[String]) -> Result<Vec<TableConfig>, ConfigError> {
+        if names.is_empty() {
+            return Ok(self.tables.clone());
+        }
+        names
+            .iter()
+            .map(|name| {
+                self.tables
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        invalid("--table", format!("no table named {name:?} in the config"))
+                    })
+            })
+            .collect()
+    }
+}
+
+impl RawConfig {
+    /// Validates every option and resolves secrets from `env`.
+    pub fn build(self, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let source = SourceConfig::build(self.source, env)?;
+        let redis = RedisConfig::build(self.redis, env)?;
+        let ledger_prefix = self.ledger.prefix.unwrap_or_else(|| "coldsync".to_string());
+        if ledger_prefix.is_empty() || ledger_prefix.contains(['{', '}', ' ']) {
+            return Err(invalid(
+                "ledger.prefix",
+                "must be non-empty, without braces or spaces",
+            ));
+        }
+        let schedule_timezone = parse_tz(
+            "daemon.timezone",
+            self.daemon.timezone.as_deref().unwrap_or("UTC"),
+        )?;
+        if let Some(schedule) = &self.daemon.schedule {
+            let fields = schedule.split_whitespace().count();
+            if !(6..=7).contains(&fields) {
+                return Err(invalid(
+                    "daemon.schedule",
+                    format!("{schedule:?} must be a cron expression with seconds first (6 or 7 fields), e.g. \"0 30 2 * * *\""),
+                ));
+            }
+        }
+        if self.tables.is_empty() {
+            return Err(invalid("tables", "no [[tables]] configured"));
+        }
+        let mut seen = HashSet::new();
+        let mut tables = Vec::with_capacity(self.tables.len());
+        for (index, table) in self.tables.into_iter().enumerate() {
+            let built = TableConfig::build(index, table, &self.defaults)?;
+            if !seen.insert(built.name.clone()) {
+                return Err(invalid(
+                    format!("tables[{index}].name"),
+                    format!("duplicate table name {:?}", built.name),
+                ));
+            }
+            tables.push(built);
+        }
+        Ok(Config {
+            source,
+            redis,
+            ledger_prefix,
+            schedule: self.daemon.schedule,
+            schedule_timezone,
+            tables,
+        })
+    }
+}
+
+/// The error for `option` (its dotted path, e.g. `tables[0] (orders).key`).
+fn invalid(option: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        option: option.into(),
+        message: message.into(),
+    }
+}
+
+/// An optional count that must be positive when given.
+fn positive(option: &str, value: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match value {
+        Some(0) => Err(invalid(
+            option,
+            "must be at least 1 (leave it out for no limit)",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// An IANA time zone name.
+fn parse_tz(option: &str, name: &str) -> Result<Tz, ConfigError> {
+    name.parse::<Tz>().map_err(|_| {
+        invalid(
+            option,
+            format!("{name:?} is not an IANA time zone name (e.g. \"Asia/Shanghai\", \"UTC\")"),
+        )
+    })
+}

@@ -1,0 +1,157 @@
+//! `[redis]`: how to reach the cold KV and how hard to push it, validated into a
+//! [`RedisConfig`] (URL split into its parts, password from the URL, a file or the environment).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::RawRedis;
+use super::secret::{self, Secret};
+use super::{invalid, positive};
+use crate::error::ConfigError;
+
+/// How to reach Redis and how hard to push it.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `rediss://`: TLS.
+    pub tls: bool,
+    /// Skip certificate verification (tests only).
+    pub tls_insecure: bool,
+    /// Extra CA certificate (PEM) for TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Database number.
+    pub db: i64,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Password (never logged).
+    pub password: Option<Secret>,
+    /// Commands per pipeline batch.
+    pub batch_size: usize,
+    /// Bulk-load connections.
+    pub connections: usize,
+    /// Pipeline batches in flight per connection.
+    pub pipelines_per_connection: usize,
+    /// Timeout for connecting and for one reply.
+    pub timeout: Duration,
+    /// Attempts of a partition load after a transient Redis failure.
+    pub retry_attempts: usize,
+    /// Global write-rate limit (keys per second), all tables together.
+    pub max_keys_per_sec: Option<u64>,
+    /// Adaptive mode: back off while Redis's PING round trip exceeds this.
+    pub adaptive_latency: Option<Duration>,
+}
+
+impl RedisConfig {
+    /// The URL with the password masked, for log lines.
+    pub fn masked_url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let auth = match (&self.username, &self.password) {
+            (Some(u), Some(_)) => format!("{u}:****@"),
+            (None, Some(_)) => ":****@".to_string(),
+            (Some(u), None) => format!("{u}@"),
+            (None, None) => String::new(),
+        };
+        format!("{scheme}://{auth}{}:{}/{}", self.host, self.port, self.db)
+    }
+
+    /// Validates `[redis]`; the URL, user name and password may come from `env`.
+    pub(super) fn build(
+        raw: RawRedis,
+        env: &HashMap<String, String>,
+    ) -> Result<RedisConfig, ConfigError> {
+        let url_text = match (&raw.url, &raw.url_env) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "redis.url",
+                    "give either redis.url or redis.url_env, not both",
+                ))
+            }
+            (Some(url), None) => url.clone(),
+            (None, Some(var)) => secret::from_env("redis.url_env", var, env)?.clone(),
+            (None, None) => {
+                return Err(invalid(
+                    "redis.url",
+                    "missing: the Redis URL (redis:// or rediss://)",
+                ))
+            }
+        };
+        let url = url::Url::parse(&url_text)
+            .map_err(|err| invalid("redis.url", format!("not a URL: {err}")))?;
+        let tls = match url.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => {
+                return Err(invalid(
+                    "redis.url",
+                    format!("scheme {other:?} is not redis:// or rediss://"),
+                ))
+            }
+        };
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("redis.url", "has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = url.port().unwrap_or(6379);
+        let url_db =
+            match url.path().trim_matches('/') {
+                "" => None,
+                db => Some(db.parse::<i64>().map_err(|_| {
+                    invalid("redis.url", format!("database {db:?} is not a number"))
+                })?),
+            };
+        let db = raw.db.or(url_db).unwrap_or(0);
+        if db < 0 {
+            return Err(invalid("redis.db", "must not be negative"));
+        }
+        let url_user = (!url.username().is_empty()).then(|| url.username().to_string());
+        let username = url_user.or_else(|| env.get(&raw.username_env).cloned());
+        let password = match url.password() {
+            Some(p) => Some(Secret::new(p)),
+            None => match &raw.password_file {
+                Some(path) => Some(secret::from_file("redis.password_file", path)?),
+                None => env.get(&raw.password_env).map(Secret::new),
+            },
+        };
+        for (option, value) in [
+            ("redis.batch_size", raw.batch_size),
+            ("redis.connections", raw.connections),
+            (
+                "redis.pipelines_per_connection",
+                raw.pipelines_per_connection,
+            ),
+            ("redis.timeout_secs", raw.timeout_secs as usize),
+            ("redis.retry_attempts", raw.retry_attempts),
+        ] {
+            if value == 0 {
+                return Err(invalid(option, "must be at least 1"));
+            }
+        }
+        if raw.batch_size > 100_000 {
+            return Err(invalid("redis.batch_size", "must be at most 100000"));
+        }
+        Ok(RedisConfig {
+            host,
+            port,
+            tls,
+            tls_insecure: raw.tls_insecure,
+            tls_ca_file: raw.tls_ca_file,
+            db,
+            username,
+            password,
+            batch_size: raw.batch_size,
+            connections: raw.connections,
+            pipelines_per_connection: raw.pipelines_per_connection,
+            timeout: Duration::from_secs(raw.timeout_secs),
+            retry_attempts: raw.retry_attempts,
+            max_keys_per_sec: positive("redis.max_keys_per_sec", raw.max_keys_per_sec)?,
+            adaptive_latency: positive("redis.adaptive_latency_ms", raw.adaptive_latency_ms)?
+                .map(Duration::from_millis),
+        })
+    }
+}

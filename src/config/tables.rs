@@ -1,0 +1,281 @@
+//! `[[tables]]` (with `[defaults]`): each table validated into a [`TableConfig`]: where its
+//! partitions are, how they are dated, loaded and judged complete ([`LoadMode`],
+//! [`Completeness`]), and how its rows become keys and values.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use super::raw::{table_options, RawTable, RawTableOptions, ValueFormatName};
+use super::{invalid, parse_tz, positive};
+use crate::encode::{DateEncoding, EncodeSpec, TimestampEncoding, ValueFormat};
+use crate::error::ConfigError;
+use crate::template::KeyTemplate;
+
+/// How a table's partitions relate to each other (`mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMode {
+    /// Each partition holds new or changed rows; the KV is their union, the newest partition wins.
+    Incremental,
+    /// Each partition is the whole table; only the newest complete cold partition is loaded.
+    Snapshot,
+}
+
+/// When a partition counts as completely written by its producer (`completeness`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completeness {
+    /// The partition's own `_SUCCESS` marker (or one in every leaf sub-partition).
+    Marker,
+    /// The table root's `_SUCCESS` is newer than every file of the partition (Spark `partitionBy`).
+    TableMarker,
+    /// Every partition is complete (optionally subject to `min_age_minutes`).
+    None,
+}
+
+/// One table to keep in the cold KV.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    /// Name used in logs, the ledger hash tag and `--table`.
+    pub name: String,
+    /// Table root inside the source, without leading or trailing `/`.
+    pub path: String,
+    /// Name of the date partition column (`dt`).
+    pub partition_column: String,
+    /// chrono format of the partition value (`%Y-%m-%d`, `%Y%m%d`).
+    pub partition_format: String,
+    /// Time zone of the business day that decides "today".
+    pub timezone: Tz,
+    /// Days kept in streaming state: cold means `date <= today - hot_days`.
+    pub hot_days: u32,
+    /// Partitions older than `today - retention_days` are ignored and their keys expire.
+    pub retention_days: u32,
+    /// Incremental or snapshot.
+    pub mode: LoadMode,
+    /// Completeness policy.
+    pub completeness: Completeness,
+    /// No file may have been modified within this long.
+    pub min_age: Duration,
+    /// Snapshot keys live until the next snapshot is due plus this many days.
+    pub snapshot_grace_days: u32,
+    /// Snapshot: delete keys of the previous snapshot absent from the new one.
+    pub delete_missing: bool,
+    /// Value columns given explicitly (`None`: all but key and partition columns).
+    pub columns: Option<Vec<String>>,
+    /// Key template.
+    pub key: KeyTemplate,
+    /// Value layout.
+    pub format: ValueFormat,
+    /// Write-rate limit of this table (keys per second).
+    pub max_keys_per_sec: Option<u64>,
+    /// Timestamp encoding.
+    pub timestamp: TimestampEncoding,
+    /// Date encoding.
+    pub date: DateEncoding,
+}
+
+impl TableConfig {
+    /// Parses a partition value into a date with this table's format.
+    pub fn parse_partition_value(&self, value: &str) -> Option<NaiveDate> {
+        let date = NaiveDate::parse_from_str(value, &self.partition_format).ok()?;
+        // Reject values that parse loosely but are not in canonical form (e.g. `2026-1-5`).
+        (date.format(&self.partition_format).to_string() == value).then_some(date)
+    }
+
+    /// Formats a date as this table's partition value.
+    pub fn format_partition_value(&self, date: NaiveDate) -> String {
+        date.format(&self.partition_format).to_string()
+    }
+
+    /// Builds the encoder spec once the value columns are known.
+    pub fn encode_spec(&self, columns: Vec<String>) -> Arc<EncodeSpec> {
+        Arc::new(EncodeSpec {
+            key: self.key.clone(),
+            format: self.format.clone(),
+            columns,
+            timestamp: self.timestamp,
+            date: self.date,
+        })
+    }
+
+    /// Columns used by the key template.
+    pub fn key_columns(&self) -> Vec<String> {
+        self.key.columns().into_iter().map(str::to_string).collect()
+    }
+
+    /// Validates `[[tables]]` entry `index`; options it leaves out come from `defaults`.
+    pub(super) fn build(
+        index: usize,
+        raw: RawTable,
+        defaults: &RawTableOptions,
+    ) -> Result<TableConfig, ConfigError> {
+        let own = table_options(index, &raw)?;
+        macro_rules! pick {
+            ($field:ident) => {
+                own.$field.clone().or_else(|| defaults.$field.clone())
+            };
+        }
+        let name = raw.name.clone();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(invalid(
+                format!("tables[{index}].name"),
+                format!("{name:?} must be non-empty and use only letters, digits, '_', '-', '.'"),
+            ));
+        }
+        let at = |field: &str| format!("tables[{index}] ({name}).{field}");
+        let path = raw.path.trim_matches('/').to_string();
+        if path.is_empty() || path.split('/').any(|part| part == ".." || part.is_empty()) {
+            return Err(invalid(
+                at("path"),
+                format!("{:?} is not a table root path", raw.path),
+            ));
+        }
+        let partition_column = pick!(partition_column).unwrap_or_else(|| "dt".to_string());
+        if partition_column.is_empty() || partition_column.contains(['/', '=']) {
+            return Err(invalid(
+                at("partition_column"),
+                format!("{partition_column:?} is not a column name"),
+            ));
+        }
+        let partition_format = pick!(partition_format).unwrap_or_else(|| "%Y-%m-%d".to_string());
+        let probe = NaiveDate::from_ymd_opt(2026, 11, 20).expect("valid date");
+        let rendered =
+            std::panic::catch_unwind(|| probe.format(&partition_format).to_string()).ok();
+        let round_trips = rendered
+            .as_deref()
+            .and_then(|text| NaiveDate::parse_from_str(text, &partition_format).ok())
+            == Some(probe);
+        if !round_trips || rendered.as_deref().is_some_and(|t| t.contains('/')) {
+            return Err(invalid(
+                at("partition_format"),
+                format!("{partition_format:?} is not a date format that names one day (e.g. \"%Y-%m-%d\", \"%Y%m%d\")"),
+            ));
+        }
+        let timezone = parse_tz(
+            &at("timezone"),
+            &pick!(timezone).unwrap_or_else(|| "UTC".to_string()),
+        )?;
+        let hot_days = pick!(hot_days).unwrap_or(2);
+        let retention_days = pick!(retention_days).ok_or_else(|| {
+            invalid(
+                at("retention_days"),
+                "missing: set it on the table or under [defaults]",
+            )
+        })?;
+        if retention_days < hot_days {
+            return Err(invalid(
+                at("retention_days"),
+                format!("{retention_days} is smaller than hot_days ({hot_days}): no partition would ever be cold"),
+            ));
+        }
+        if retention_days > 36_500 {
+            return Err(invalid(at("retention_days"), "must be at most 36500"));
+        }
+        let mode = pick!(mode).unwrap_or(LoadMode::Incremental);
+        let completeness = pick!(completeness).unwrap_or(Completeness::Marker);
+        let delete_missing = pick!(delete_missing).unwrap_or(false);
+        if delete_missing && mode != LoadMode::Snapshot {
+            return Err(invalid(
+                at("delete_missing"),
+                "only applies to mode = \"snapshot\"",
+            ));
+        }
+        let key =
+            KeyTemplate::parse(&raw.key).map_err(|err| invalid(at("key"), err.to_string()))?;
+        let key_columns: Vec<String> = key.columns().into_iter().map(str::to_string).collect();
+        if key_columns.contains(&partition_column) {
+            return Err(invalid(
+                at("key"),
+                format!("uses the partition column {partition_column:?}, which is not a column of the files"),
+            ));
+        }
+        if let Some(columns) = &raw.columns {
+            let mut seen = HashSet::new();
+            for column in columns {
+                if column.is_empty() || !seen.insert(column) {
+                    return Err(invalid(
+                        at("columns"),
+                        format!("{column:?} is empty or listed twice"),
+                    ));
+                }
+                if column == &partition_column {
+                    return Err(invalid(
+                        at("columns"),
+                        format!("{column:?} is the partition column, not a file column"),
+                    ));
+                }
+            }
+            if columns.is_empty() {
+                return Err(invalid(at("columns"), "must list at least one column"));
+            }
+        }
+        let value_column = pick!(value_column);
+        let format = match pick!(value_format).unwrap_or(ValueFormatName::Json) {
+            ValueFormatName::Json => ValueFormat::Json,
+            ValueFormatName::Hash => ValueFormat::Hash,
+            ValueFormatName::Column => {
+                let column = value_column.clone().ok_or_else(|| {
+                    invalid(
+                        at("value_column"),
+                        "value_format = \"column\" needs value_column",
+                    )
+                })?;
+                if let Some(columns) = &raw.columns {
+                    if !columns.contains(&column) {
+                        return Err(invalid(
+                            at("value_column"),
+                            format!("{column:?} is not in columns"),
+                        ));
+                    }
+                }
+                ValueFormat::Column(column)
+            }
+            ValueFormatName::Delimited => ValueFormat::Delimited {
+                separator: pick!(separator).unwrap_or_else(|| "\u{1}".to_string()),
+                null_string: pick!(null_string).unwrap_or_default(),
+            },
+        };
+        if value_column.is_some() && !matches!(format, ValueFormat::Column(_)) {
+            return Err(invalid(
+                at("value_column"),
+                "only applies to value_format = \"column\"",
+            ));
+        }
+        if pick!(separator).is_some_and(|s| s.is_empty()) {
+            return Err(invalid(at("separator"), "must not be empty"));
+        }
+        let columns = match (&format, raw.columns) {
+            (ValueFormat::Column(column), None) => Some(vec![column.clone()]),
+            (_, columns) => columns,
+        };
+        Ok(TableConfig {
+            name: raw.name,
+            path,
+            partition_column,
+            partition_format,
+            timezone,
+            hot_days,
+            retention_days,
+            mode,
+            completeness,
+            min_age: Duration::from_secs(60 * pick!(min_age_minutes).unwrap_or(0)),
+            snapshot_grace_days: pick!(snapshot_grace_days).unwrap_or(2),
+            delete_missing,
+            max_keys_per_sec: positive(&at("max_keys_per_sec"), pick!(max_keys_per_sec))?,
+            columns,
+            key,
+            format,
+            timestamp: pick!(timestamp_encoding).unwrap_or(TimestampEncoding::Iso8601),
+            date: pick!(date_encoding).unwrap_or(DateEncoding::Iso8601),
+        })
+    }
+}
