@@ -248,6 +248,123 @@ fn partition_values_parse_only_in_canonical_form() {
     assert_eq!(dashed.tables[0].parse_partition_value("2026-11-2"), None);
 }
 
+/// Runs the built binary's offline `check` with JSON logs on `text`: (exit code, stdout, stderr).
+fn check_with_cli(text: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coldsync.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coldsync"))
+        .arg("--log-format")
+        .arg("json")
+        .arg("--config")
+        .arg(&path)
+        .arg("check")
+        .env_remove("COLDSYNC_CONFIG")
+        .env_remove("COLDSYNC_LOG_FORMAT")
+        .output()
+        .expect("coldsync runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts an offline `check` of `text` exits 2 with only JSON log lines and the plain
+/// `error: ` line on stderr, both naming `option`.
+fn assert_check_refuses(text: &str, option: &str) {
+    let (code, stdout, stderr) = check_with_cli(text);
+    let dump = format!("exit code {code:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    assert_eq!(code, Some(2), "{dump}");
+    assert!(
+        !stderr.contains("panicked"),
+        "a panic reached the log:\n{dump}"
+    );
+    let mut invalid_events = 0;
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(message) = line.strip_prefix("error: ") {
+            assert!(message.contains(option), "{dump}");
+            continue;
+        }
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("non-JSON log line {line:?} ({err}):\n{dump}"));
+        if event["event"] == "config_invalid" {
+            invalid_events += 1;
+            let error = event["error"].as_str().unwrap_or_default();
+            assert!(error.contains(option), "{dump}");
+        }
+    }
+    assert_eq!(invalid_events, 1, "{dump}");
+}
+
+#[test]
+fn partition_values_format_and_parse_with_the_table_format() {
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+    for (format, value) in [
+        ("%Y-%m-%d", "2026-01-05"),
+        ("%Y%m%d", "20260105"),
+        ("%d.%m.%Y", "05.01.2026"),
+    ] {
+        let config = Config::parse(
+            &format!("{BASE}partition_format = {format:?}\n"),
+            &HashMap::new(),
+        )
+        .unwrap();
+        let table = &config.tables[0];
+        assert_eq!(table.partition_format, format);
+        assert_eq!(table.format_partition_value(date), value);
+        assert_eq!(table.parse_partition_value(value), Some(date), "{format}");
+    }
+}
+
+fn with_schedule(schedule: &str) -> String {
+    format!("[daemon]\nschedule = {schedule:?}\n{BASE}")
+}
+
+/// Whether the daemon's scheduler accepts `schedule` (the call `daemon::run_daemon` makes).
+fn daemon_accepts(schedule: &str) -> bool {
+    tokio_cron_scheduler::Job::new_async_tz(schedule, chrono_tz::UTC, |_id, _scheduler| {
+        Box::pin(async {})
+    })
+    .is_ok()
+}
+
+#[test]
+fn cron_schedule_is_parsed_at_load_like_the_daemon_parses_it() {
+    for schedule in [
+        "0 61 2 * * *",
+        "0 30 2 * * * * *",
+        "bogus",
+        "0 30 2 * * foo",
+        "60 * * * * *",
+    ] {
+        assert!(!daemon_accepts(schedule), "{schedule}");
+        let message = error_of(&with_schedule(schedule));
+        assert!(
+            message.contains("daemon.schedule") && message.contains(schedule),
+            "{schedule}: {message}"
+        );
+    }
+    for schedule in [
+        "0 30 2 * * *",
+        "*/1 * * * * *",
+        "0 0 3 * * Mon-Fri",
+        "0 30 2 1 * * 2030",
+    ] {
+        assert!(daemon_accepts(schedule), "{schedule}");
+        let config = Config::parse(&with_schedule(schedule), &HashMap::new())
+            .unwrap_or_else(|err| panic!("{schedule}: {err}"));
+        assert_eq!(config.schedule.as_deref(), Some(schedule));
+    }
+}
+
+#[test]
+fn check_refuses_a_cron_the_daemon_would_refuse() {
+    assert_check_refuses(&with_schedule("0 61 2 * * *"), "daemon.schedule");
+    let (code, stdout, stderr) = check_with_cli(&with_schedule("0 30 2 * * *"));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+}
+
 #[test]
 fn enum_options_name_the_option_and_list_the_accepted_values() {
     for (line, option, accepted) in [

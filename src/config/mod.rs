@@ -19,6 +19,8 @@ mod source;
 mod tables;
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
@@ -39,8 +41,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Prefix of ledger keys (`coldsync` -> `coldsync:{table}:...`).
     pub ledger_prefix: String,
-    /// Cron expression of the daemon (6 fields, seconds first), if any.
-    pub schedule: Option<String>,
+    /// Cron expression of the daemon (6 or 7 fields, seconds first), if any.
+    pub schedule: Option<CronSchedule>,
     /// Time zone of the cron schedule.
     pub schedule_timezone: Tz,
     /// Tables, in file order.
@@ -108,15 +110,11 @@ impl RawConfig {
             "daemon.timezone",
             self.daemon.timezone.as_deref().unwrap_or("UTC"),
         )?;
-        if let Some(schedule) = &self.daemon.schedule {
-            let fields = schedule.split_whitespace().count();
-            if !(6..=7).contains(&fields) {
-                return Err(invalid(
-                    "daemon.schedule",
-                    format!("{schedule:?} must be a cron expression with seconds first (6 or 7 fields), e.g. \"0 30 2 * * *\""),
-                ));
-            }
-        }
+        let schedule = self
+            .daemon
+            .schedule
+            .map(|expression| CronSchedule::parse("daemon.schedule", expression))
+            .transpose()?;
         if self.tables.is_empty() {
             return Err(invalid("tables", "no [[tables]] configured"));
         }
@@ -136,10 +134,63 @@ impl RawConfig {
             source,
             redis,
             ledger_prefix,
-            schedule: self.daemon.schedule,
+            schedule,
             schedule_timezone,
             tables,
         })
+    }
+}
+
+/// A cron expression (seconds first) that the daemon's scheduler accepts; reads as the `str`
+/// the daemon hands to tokio-cron-scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSchedule(String);
+
+impl CronSchedule {
+    /// Checks `expression` at load, so `coldsync check` refuses what the daemon would refuse.
+    ///
+    /// tokio-cron-scheduler 0.15 (`Job::new_async_tz`) parses with croner, seconds required,
+    /// day-of-month and day-of-week combined: the same parser and options are used here. The
+    /// field count is checked first, as before, so nicknames such as `@daily` stay refused.
+    fn parse(option: &str, expression: String) -> Result<CronSchedule, ConfigError> {
+        let fields = expression.split_whitespace().count();
+        if !(6..=7).contains(&fields) {
+            return Err(invalid(
+                option,
+                format!("{expression:?} must be a cron expression with seconds first (6 or 7 fields), e.g. \"0 30 2 * * *\""),
+            ));
+        }
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(&expression)
+            .map_err(|err| {
+                invalid(
+                    option,
+                    format!("{expression:?} is not a valid cron expression with seconds first ({err}), e.g. \"0 30 2 * * *\""),
+                )
+            })?;
+        Ok(CronSchedule(expression))
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for CronSchedule {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
