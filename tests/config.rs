@@ -298,6 +298,19 @@ fn assert_check_refuses(text: &str, option: &str) {
 }
 
 #[test]
+fn bad_partition_format_is_refused_without_a_panic_in_the_json_log() {
+    for format in ["%Y-%m-%d %Q", "%", "%Y-%m-%d %H", "%Y-%m", "%Y/%m/%d"] {
+        let text = format!("{BASE}partition_format = {format:?}\n");
+        let message = error_of(&text);
+        assert!(
+            message.contains("tables[0] (orders).partition_format") && message.contains(format),
+            "{format}: {message}"
+        );
+        assert_check_refuses(&text, "tables[0] (orders).partition_format");
+    }
+}
+
+#[test]
 fn partition_values_format_and_parse_with_the_table_format() {
     let date = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
     for (format, value) in [

@@ -3,9 +3,11 @@
 //! [`Completeness`]), and how its rows become keys and values.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -47,8 +49,10 @@ pub struct TableConfig {
     pub path: String,
     /// Name of the date partition column (`dt`).
     pub partition_column: String,
-    /// chrono format of the partition value (`%Y-%m-%d`, `%Y%m%d`).
+    /// chrono format of the partition value (`%Y-%m-%d`, `%Y%m%d`), as written.
     pub partition_format: String,
+    /// `partition_format` parsed once at load, checked to name exactly one day.
+    partition_items: Vec<Item<'static>>,
     /// Time zone of the business day that decides "today".
     pub timezone: Tz,
     /// Days kept in streaming state: cold means `date <= today - hot_days`.
@@ -82,14 +86,16 @@ pub struct TableConfig {
 impl TableConfig {
     /// Parses a partition value into a date with this table's format.
     pub fn parse_partition_value(&self, value: &str) -> Option<NaiveDate> {
-        let date = NaiveDate::parse_from_str(value, &self.partition_format).ok()?;
+        let date = parse_date(&self.partition_items, value)?;
         // Reject values that parse loosely but are not in canonical form (e.g. `2026-1-5`).
-        (date.format(&self.partition_format).to_string() == value).then_some(date)
+        (self.format_partition_value(date) == value).then_some(date)
     }
 
     /// Formats a date as this table's partition value.
     pub fn format_partition_value(&self, date: NaiveDate) -> String {
-        date.format(&self.partition_format).to_string()
+        // Cannot fail: the items were checked at load to format a date alone (no time or zone).
+        date.format_with_items(self.partition_items.iter())
+            .to_string()
     }
 
     /// Builds the encoder spec once the value columns are known.
@@ -147,19 +153,7 @@ impl TableConfig {
             ));
         }
         let partition_format = pick!(partition_format).unwrap_or_else(|| "%Y-%m-%d".to_string());
-        let probe = NaiveDate::from_ymd_opt(2026, 11, 20).expect("valid date");
-        let rendered =
-            std::panic::catch_unwind(|| probe.format(&partition_format).to_string()).ok();
-        let round_trips = rendered
-            .as_deref()
-            .and_then(|text| NaiveDate::parse_from_str(text, &partition_format).ok())
-            == Some(probe);
-        if !round_trips || rendered.as_deref().is_some_and(|t| t.contains('/')) {
-            return Err(invalid(
-                at("partition_format"),
-                format!("{partition_format:?} is not a date format that names one day (e.g. \"%Y-%m-%d\", \"%Y%m%d\")"),
-            ));
-        }
+        let partition_items = parse_partition_format(&at("partition_format"), &partition_format)?;
         let timezone = parse_tz(
             &at("timezone"),
             &pick!(timezone).unwrap_or_else(|| "UTC".to_string()),
@@ -262,6 +256,7 @@ impl TableConfig {
             path,
             partition_column,
             partition_format,
+            partition_items,
             timezone,
             hot_days,
             retention_days,
@@ -278,4 +273,35 @@ impl TableConfig {
             date: pick!(date_encoding).unwrap_or(DateEncoding::Iso8601),
         })
     }
+}
+
+/// Parses a partition format into chrono items, refusing one that does not name exactly one day.
+///
+/// The format must render a date alone (no time, zone or unknown specifier), without `/` (it is
+/// one path segment), and read its rendering back as the same day. Rendering goes through
+/// `write!`, which reports chrono's formatting error where `to_string` would panic.
+fn parse_partition_format(option: &str, format: &str) -> Result<Vec<Item<'static>>, ConfigError> {
+    let not_one_day = || {
+        invalid(
+            option,
+            format!("{format:?} is not a date format that names one day (e.g. \"%Y-%m-%d\", \"%Y%m%d\")"),
+        )
+    };
+    let items = StrftimeItems::new(format)
+        .parse_to_owned()
+        .map_err(|_| not_one_day())?;
+    let probe = NaiveDate::from_ymd_opt(2026, 11, 20).expect("valid date");
+    let mut rendered = String::new();
+    write!(rendered, "{}", probe.format_with_items(items.iter())).map_err(|_| not_one_day())?;
+    if rendered.contains('/') || parse_date(&items, &rendered) != Some(probe) {
+        return Err(not_one_day());
+    }
+    Ok(items)
+}
+
+/// Reads `value` as a date with `items` (what `NaiveDate::parse_from_str` does with a format).
+fn parse_date(items: &[Item<'static>], value: &str) -> Option<NaiveDate> {
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, value, items.iter()).ok()?;
+    parsed.to_naive_date().ok()
 }
