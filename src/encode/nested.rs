@@ -11,7 +11,9 @@ use arrow_array::{
 use arrow_buffer::ArrowNativeType;
 
 use super::scalar::write_json_str;
-use super::writer::{bind, downcast, escaped_json_key, json_or_null, Opts, Problem, Writer, W};
+use super::writer::{
+    bind, downcast, escaped_json_key, json_or_null, BoxedWriter, Opts, Problem, Writer,
+};
 
 fn write_elements(child: &dyn Writer, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
     out.push(b'[');
@@ -25,22 +27,22 @@ fn write_elements(child: &dyn Writer, range: std::ops::Range<usize>, out: &mut V
     out.push(b']');
 }
 
-struct ListW<'a, O: OffsetSizeTrait> {
+struct ListWriter<'a, O: OffsetSizeTrait> {
     arr: &'a GenericListArray<O>,
-    child: W<'a>,
+    child: BoxedWriter<'a>,
 }
 
 pub(super) fn list<'a, O: OffsetSizeTrait>(
     arr: &'a GenericListArray<O>,
     o: Opts,
-) -> Result<W<'a>, Problem> {
-    Ok(Box::new(ListW {
+) -> Result<BoxedWriter<'a>, Problem> {
+    Ok(Box::new(ListWriter {
         arr,
         child: bind(arr.values().as_ref(), o)?,
     }))
 }
 
-impl<O: OffsetSizeTrait> Writer for ListW<'_, O> {
+impl<O: OffsetSizeTrait> Writer for ListWriter<'_, O> {
     fn is_null(&self, i: usize) -> bool {
         self.arr.is_null(i)
     }
@@ -60,22 +62,22 @@ impl<O: OffsetSizeTrait> Writer for ListW<'_, O> {
     }
 }
 
-struct ListViewW<'a, O: OffsetSizeTrait> {
+struct ListViewWriter<'a, O: OffsetSizeTrait> {
     arr: &'a GenericListViewArray<O>,
-    child: W<'a>,
+    child: BoxedWriter<'a>,
 }
 
 pub(super) fn list_view<'a, O: OffsetSizeTrait>(
     arr: &'a GenericListViewArray<O>,
     o: Opts,
-) -> Result<W<'a>, Problem> {
-    Ok(Box::new(ListViewW {
+) -> Result<BoxedWriter<'a>, Problem> {
+    Ok(Box::new(ListViewWriter {
         arr,
         child: bind(arr.values().as_ref(), o)?,
     }))
 }
 
-impl<O: OffsetSizeTrait> Writer for ListViewW<'_, O> {
+impl<O: OffsetSizeTrait> Writer for ListViewWriter<'_, O> {
     fn is_null(&self, i: usize) -> bool {
         self.arr.is_null(i)
     }
@@ -92,19 +94,22 @@ impl<O: OffsetSizeTrait> Writer for ListViewW<'_, O> {
     }
 }
 
-struct FixedListW<'a> {
+struct FixedSizeListWriter<'a> {
     arr: &'a FixedSizeListArray,
-    child: W<'a>,
+    child: BoxedWriter<'a>,
 }
 
-pub(super) fn fixed_size_list(arr: &FixedSizeListArray, o: Opts) -> Result<W<'_>, Problem> {
-    Ok(Box::new(FixedListW {
+pub(super) fn fixed_size_list(
+    arr: &FixedSizeListArray,
+    o: Opts,
+) -> Result<BoxedWriter<'_>, Problem> {
+    Ok(Box::new(FixedSizeListWriter {
         arr,
         child: bind(arr.values().as_ref(), o)?,
     }))
 }
 
-impl Writer for FixedListW<'_> {
+impl Writer for FixedSizeListWriter<'_> {
     fn is_null(&self, i: usize) -> bool {
         self.arr.is_null(i)
     }
@@ -121,13 +126,13 @@ impl Writer for FixedListW<'_> {
     }
 }
 
-struct StructW<'a> {
+struct StructWriter<'a> {
     arr: &'a StructArray,
     /// (`,"name":`, writer) per child field.
-    fields: Vec<(Vec<u8>, W<'a>)>,
+    fields: Vec<(Vec<u8>, BoxedWriter<'a>)>,
 }
 
-pub(super) fn structure(arr: &StructArray, o: Opts) -> Result<W<'_>, Problem> {
+pub(super) fn structure(arr: &StructArray, o: Opts) -> Result<BoxedWriter<'_>, Problem> {
     let mut fields = Vec::with_capacity(arr.num_columns());
     for (f, col) in arr.fields().iter().zip(arr.columns()) {
         let mut prefix = vec![b','];
@@ -135,10 +140,10 @@ pub(super) fn structure(arr: &StructArray, o: Opts) -> Result<W<'_>, Problem> {
         prefix.push(b':');
         fields.push((prefix, bind(col.as_ref(), o)?));
     }
-    Ok(Box::new(StructW { arr, fields }))
+    Ok(Box::new(StructWriter { arr, fields }))
 }
 
-impl Writer for StructW<'_> {
+impl Writer for StructWriter<'_> {
     fn is_null(&self, i: usize) -> bool {
         self.arr.is_null(i)
     }
@@ -159,21 +164,21 @@ impl Writer for StructW<'_> {
     }
 }
 
-struct MapW<'a> {
+struct MapWriter<'a> {
     arr: &'a MapArray,
-    keys: W<'a>,
-    values: W<'a>,
+    keys: BoxedWriter<'a>,
+    values: BoxedWriter<'a>,
 }
 
-pub(super) fn map(arr: &MapArray, o: Opts) -> Result<W<'_>, Problem> {
-    Ok(Box::new(MapW {
+pub(super) fn map(arr: &MapArray, o: Opts) -> Result<BoxedWriter<'_>, Problem> {
+    Ok(Box::new(MapWriter {
         arr,
         keys: bind(arr.keys().as_ref(), o)?,
         values: bind(arr.values().as_ref(), o)?,
     }))
 }
 
-impl Writer for MapW<'_> {
+impl Writer for MapWriter<'_> {
     fn is_null(&self, i: usize) -> bool {
         self.arr.is_null(i)
     }
@@ -204,26 +209,29 @@ impl Writer for MapW<'_> {
     }
 }
 
-struct DictW<'a, K: ArrowDictionaryKeyType> {
+struct DictionaryWriter<'a, K: ArrowDictionaryKeyType> {
     keys: &'a PrimitiveArray<K>,
-    values: W<'a>,
+    values: BoxedWriter<'a>,
 }
 
-pub(super) fn dict<K: ArrowDictionaryKeyType>(arr: &dyn Array, o: Opts) -> Result<W<'_>, Problem> {
+pub(super) fn dict<K: ArrowDictionaryKeyType>(
+    arr: &dyn Array,
+    o: Opts,
+) -> Result<BoxedWriter<'_>, Problem> {
     let d = downcast(arr.as_dictionary_opt::<K>())?;
-    Ok(Box::new(DictW {
+    Ok(Box::new(DictionaryWriter {
         keys: d.keys(),
         values: bind(d.values().as_ref(), o)?,
     }))
 }
 
-impl<K: ArrowDictionaryKeyType> DictW<'_, K> {
+impl<K: ArrowDictionaryKeyType> DictionaryWriter<'_, K> {
     fn idx(&self, i: usize) -> usize {
         self.keys.values()[i].as_usize()
     }
 }
 
-impl<K: ArrowDictionaryKeyType> Writer for DictW<'_, K> {
+impl<K: ArrowDictionaryKeyType> Writer for DictionaryWriter<'_, K> {
     fn is_null(&self, i: usize) -> bool {
         self.keys.is_null(i) || self.values.is_null(self.idx(i))
     }

@@ -8,14 +8,14 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
 
 use super::rows::{EncodedRows, FieldSpan, RowSpan};
-use super::scalar::{write_json_str, NullW};
-use super::writer::{bind_source, json_or_null, validate, Opts, W};
+use super::scalar::{write_json_str, NullWriter};
+use super::writer::{bind_source, json_or_null, validate, BoxedWriter, Opts};
 use super::{check_key_column, DateEncoding, EncodeError, EncodeSpec, ValueFormat};
 use crate::template::TemplatePart;
 
-/// A column located in the file schema.
+/// A column found in the file schema: its name, position and type.
 #[derive(Debug, Clone)]
-pub(super) struct Source {
+pub(super) struct FileColumn {
     pub(super) name: String,
     pub(super) index: usize,
     pub(super) data_type: DataType,
@@ -34,7 +34,7 @@ struct ValueCol {
     /// `"name":` with the name JSON-escaped.
     json_prefix: Vec<u8>,
     /// `None` when the column is missing from the file (encodes as null).
-    source: Option<Source>,
+    source: Option<FileColumn>,
 }
 
 /// Encodes the rows of one file's batches according to an [`EncodeSpec`].
@@ -47,13 +47,13 @@ struct ValueCol {
 pub struct RowEncoder {
     spec: Arc<EncodeSpec>,
     key_parts: Vec<KeyPart>,
-    key_cols: Vec<Source>,
+    key_cols: Vec<FileColumn>,
     value_cols: Vec<ValueCol>,
-    column_src: Option<Source>,
+    column_src: Option<FileColumn>,
 }
 
-fn lookup(schema: &SchemaRef, name: &str) -> Option<Source> {
-    schema.index_of(name).ok().map(|index| Source {
+fn lookup(schema: &SchemaRef, name: &str) -> Option<FileColumn> {
+    schema.index_of(name).ok().map(|index| FileColumn {
         name: name.to_string(),
         index,
         data_type: schema.field(index).data_type().clone(),
@@ -160,12 +160,12 @@ impl RowEncoder {
             .iter()
             .map(|c| match &c.source {
                 Some(s) => bind_source(batch, s, vopts),
-                None => Ok(Box::new(NullW) as W<'_>),
+                None => Ok(Box::new(NullWriter) as BoxedWriter<'_>),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let column: W<'_> = match &self.column_src {
+        let column: BoxedWriter<'_> = match &self.column_src {
             Some(s) => bind_source(batch, s, vopts)?,
-            None => Box::new(NullW),
+            None => Box::new(NullWriter),
         };
 
         let n = batch.num_rows();
@@ -250,7 +250,7 @@ impl RowEncoder {
 
     /// Writes the key of `row`; returns false (leaving partial bytes) if a key
     /// column is null or renders empty.
-    fn write_key(&self, keys: &[W<'_>], row: usize, buf: &mut Vec<u8>) -> bool {
+    fn write_key(&self, keys: &[BoxedWriter<'_>], row: usize, buf: &mut Vec<u8>) -> bool {
         for part in &self.key_parts {
             match part {
                 KeyPart::Literal(b) => buf.extend_from_slice(b),

@@ -10,15 +10,15 @@ use arrow_array::{Array, ArrayAccessor, BooleanArray, PrimitiveArray};
 use arrow_buffer::i256;
 use base64::Engine as _;
 
-use super::writer::{downcast, Problem, Writer, W};
+use super::writer::{downcast, BoxedWriter, Problem, Writer};
 
 // --- null, bool, ints -------------------------------------------------------
 
 /// The writer of a column that is null in every row (Arrow `Null`, or a value
 /// column missing from the file).
-pub(super) struct NullW;
+pub(super) struct NullWriter;
 
-impl Writer for NullW {
+impl Writer for NullWriter {
     fn is_null(&self, _: usize) -> bool {
         true
     }
@@ -28,9 +28,9 @@ impl Writer for NullW {
     fn text(&self, _: usize, _: &mut Vec<u8>) {}
 }
 
-pub(super) struct BoolW<'a>(pub(super) &'a BooleanArray);
+pub(super) struct BoolWriter<'a>(pub(super) &'a BooleanArray);
 
-impl Writer for BoolW<'_> {
+impl Writer for BoolWriter<'_> {
     fn is_null(&self, i: usize) -> bool {
         self.0.is_null(i)
     }
@@ -42,16 +42,16 @@ impl Writer for BoolW<'_> {
     }
 }
 
-struct IntW<'a, T: ArrowPrimitiveType>(&'a PrimitiveArray<T>);
+struct IntWriter<'a, T: ArrowPrimitiveType>(&'a PrimitiveArray<T>);
 
-pub(super) fn int<T: ArrowPrimitiveType>(arr: &dyn Array) -> Result<W<'_>, Problem>
+pub(super) fn int<T: ArrowPrimitiveType>(arr: &dyn Array) -> Result<BoxedWriter<'_>, Problem>
 where
     T::Native: itoa::Integer,
 {
-    Ok(Box::new(IntW(downcast(arr.as_primitive_opt::<T>())?)))
+    Ok(Box::new(IntWriter(downcast(arr.as_primitive_opt::<T>())?)))
 }
 
-impl<T: ArrowPrimitiveType> Writer for IntW<'_, T>
+impl<T: ArrowPrimitiveType> Writer for IntWriter<'_, T>
 where
     T::Native: itoa::Integer,
 {
@@ -106,13 +106,15 @@ impl RyuFloat for Float16Type {
     }
 }
 
-struct FloatW<'a, T: ArrowPrimitiveType>(&'a PrimitiveArray<T>);
+struct FloatWriter<'a, T: ArrowPrimitiveType>(&'a PrimitiveArray<T>);
 
-pub(super) fn float<T: RyuFloat>(arr: &dyn Array) -> Result<W<'_>, Problem> {
-    Ok(Box::new(FloatW(downcast(arr.as_primitive_opt::<T>())?)))
+pub(super) fn float<T: RyuFloat>(arr: &dyn Array) -> Result<BoxedWriter<'_>, Problem> {
+    Ok(Box::new(FloatWriter(downcast(
+        arr.as_primitive_opt::<T>(),
+    )?)))
 }
 
-impl<T: RyuFloat> Writer for FloatW<'_, T> {
+impl<T: RyuFloat> Writer for FloatWriter<'_, T> {
     fn is_null(&self, i: usize) -> bool {
         self.0.is_null(i) || !T::finite(self.0.value(i))
     }
@@ -191,19 +193,22 @@ fn write_decimal<N: DecimalDigits>(out: &mut Vec<u8>, v: N, scale: i8) {
     }
 }
 
-struct DecW<'a, T: DecimalType>(&'a PrimitiveArray<T>, i8);
+struct DecimalWriter<'a, T: DecimalType>(&'a PrimitiveArray<T>, i8);
 
-pub(super) fn decimal<T: DecimalType>(arr: &dyn Array, scale: i8) -> Result<W<'_>, Problem>
+pub(super) fn decimal<T: DecimalType>(
+    arr: &dyn Array,
+    scale: i8,
+) -> Result<BoxedWriter<'_>, Problem>
 where
     T::Native: DecimalDigits,
 {
-    Ok(Box::new(DecW(
+    Ok(Box::new(DecimalWriter(
         downcast(arr.as_primitive_opt::<T>())?,
         scale,
     )))
 }
 
-impl<T: DecimalType> Writer for DecW<'_, T>
+impl<T: DecimalType> Writer for DecimalWriter<'_, T>
 where
     T::Native: DecimalDigits,
 {
@@ -222,9 +227,9 @@ where
 
 // --- strings and binary ----------------------------------------------------
 
-pub(super) struct StrW<A>(pub(super) A);
+pub(super) struct StringWriter<A>(pub(super) A);
 
-impl<A> Writer for StrW<A>
+impl<A> Writer for StringWriter<A>
 where
     A: ArrayAccessor,
     A::Item: AsRef<[u8]>,
@@ -243,9 +248,9 @@ where
     }
 }
 
-pub(super) struct BinW<A>(pub(super) A);
+pub(super) struct BinaryWriter<A>(pub(super) A);
 
-impl<A> Writer for BinW<A>
+impl<A> Writer for BinaryWriter<A>
 where
     A: ArrayAccessor,
     A::Item: AsRef<[u8]>,

@@ -9,13 +9,13 @@ use arrow_array::{Array, PrimitiveArray};
 use chrono::{Offset as _, TimeZone as _};
 
 use super::scalar::write_int;
-use super::writer::{downcast, Opts, Problem, Writer, W};
+use super::writer::{downcast, BoxedWriter, Opts, Problem, Writer};
 use super::{DateEncoding, TimestampEncoding};
 
 pub(super) const MILLIS_PER_DAY: i64 = 86_400_000;
 const SECS_PER_DAY: i64 = 86_400;
 
-struct DateW<'a, T: ArrowPrimitiveType> {
+struct DateWriter<'a, T: ArrowPrimitiveType> {
     arr: &'a PrimitiveArray<T>,
     per_day: i64,
     enc: DateEncoding,
@@ -25,18 +25,18 @@ pub(super) fn date<T: ArrowPrimitiveType>(
     arr: &dyn Array,
     per_day: i64,
     o: Opts,
-) -> Result<W<'_>, Problem>
+) -> Result<BoxedWriter<'_>, Problem>
 where
     T::Native: Into<i64>,
 {
-    Ok(Box::new(DateW {
+    Ok(Box::new(DateWriter {
         arr: downcast(arr.as_primitive_opt::<T>())?,
         per_day,
         enc: o.date,
     }))
 }
 
-impl<T: ArrowPrimitiveType> Writer for DateW<'_, T>
+impl<T: ArrowPrimitiveType> Writer for DateWriter<'_, T>
 where
     T::Native: Into<i64>,
 {
@@ -118,7 +118,7 @@ fn write_frac(out: &mut Vec<u8>, frac: u64, digits: usize) {
     }
 }
 
-struct TimeW<'a, T: ArrowPrimitiveType> {
+struct TimeWriter<'a, T: ArrowPrimitiveType> {
     arr: &'a PrimitiveArray<T>,
     per_sec: u64,
     digits: usize,
@@ -128,18 +128,18 @@ pub(super) fn time<T: ArrowPrimitiveType>(
     arr: &dyn Array,
     per_sec: u64,
     digits: usize,
-) -> Result<W<'_>, Problem>
+) -> Result<BoxedWriter<'_>, Problem>
 where
     T::Native: Into<i64>,
 {
-    Ok(Box::new(TimeW {
+    Ok(Box::new(TimeWriter {
         arr: downcast(arr.as_primitive_opt::<T>())?,
         per_sec,
         digits,
     }))
 }
 
-impl<T: ArrowPrimitiveType> Writer for TimeW<'_, T>
+impl<T: ArrowPrimitiveType> Writer for TimeWriter<'_, T>
 where
     T::Native: Into<i64>,
 {
@@ -233,7 +233,7 @@ fn write_offset(out: &mut Vec<u8>, off: i32) {
     }
 }
 
-struct TsW<'a, T: ArrowPrimitiveType> {
+struct TimestampWriter<'a, T: ArrowPrimitiveType> {
     arr: &'a PrimitiveArray<T>,
     per_sec: i64,
     digits: usize,
@@ -247,11 +247,11 @@ pub(super) fn ts<T: ArrowPrimitiveType>(
     digits: usize,
     tz: TzMode,
     o: Opts,
-) -> Result<W<'_>, Problem>
+) -> Result<BoxedWriter<'_>, Problem>
 where
     T::Native: Into<i64>,
 {
-    Ok(Box::new(TsW {
+    Ok(Box::new(TimestampWriter {
         arr: downcast(arr.as_primitive_opt::<T>())?,
         per_sec,
         digits,
@@ -260,7 +260,7 @@ where
     }))
 }
 
-impl<T: ArrowPrimitiveType> Writer for TsW<'_, T>
+impl<T: ArrowPrimitiveType> Writer for TimestampWriter<'_, T>
 where
     T::Native: Into<i64>,
 {

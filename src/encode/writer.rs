@@ -19,8 +19,10 @@ use arrow_array::{new_empty_array, Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 
 use super::nested::{dict, fixed_size_list, list, list_view, map, structure};
-use super::row::Source;
-use super::scalar::{decimal, float, int, write_json_str, BinW, BoolW, NullW, StrW};
+use super::row::FileColumn;
+use super::scalar::{
+    decimal, float, int, write_json_str, BinaryWriter, BoolWriter, NullWriter, StringWriter,
+};
 use super::temporal::{date, parse_tz, time, ts, MILLIS_PER_DAY};
 use super::{DateEncoding, EncodeError, TimestampEncoding};
 
@@ -40,7 +42,7 @@ pub(super) enum Problem {
 }
 
 impl Problem {
-    pub(super) fn into_error(self, src: &Source) -> EncodeError {
+    pub(super) fn into_error(self, src: &FileColumn) -> EncodeError {
         match self {
             Problem::Type => EncodeError::UnsupportedType {
                 column: src.name.clone(),
@@ -72,7 +74,8 @@ pub(super) trait Writer {
     }
 }
 
-pub(super) type W<'a> = Box<dyn Writer + 'a>;
+/// A writer bound to one array of one batch.
+pub(super) type BoxedWriter<'a> = Box<dyn Writer + 'a>;
 
 pub(super) fn json_or_null(w: &dyn Writer, i: usize, out: &mut Vec<u8>) {
     if w.is_null(i) {
@@ -94,11 +97,11 @@ pub(super) fn downcast<T>(o: Option<T>) -> Result<T, Problem> {
     o.ok_or(Problem::Type)
 }
 
-pub(super) fn bind<'a>(arr: &'a dyn Array, o: Opts) -> Result<W<'a>, Problem> {
+pub(super) fn bind<'a>(arr: &'a dyn Array, o: Opts) -> Result<BoxedWriter<'a>, Problem> {
     use DataType as D;
     Ok(match arr.data_type() {
-        D::Null => Box::new(NullW),
-        D::Boolean => Box::new(BoolW(downcast(arr.as_boolean_opt())?)),
+        D::Null => Box::new(NullWriter),
+        D::Boolean => Box::new(BoolWriter(downcast(arr.as_boolean_opt())?)),
         D::Int8 => int::<Int8Type>(arr)?,
         D::Int16 => int::<Int16Type>(arr)?,
         D::Int32 => int::<Int32Type>(arr)?,
@@ -114,13 +117,13 @@ pub(super) fn bind<'a>(arr: &'a dyn Array, o: Opts) -> Result<W<'a>, Problem> {
         D::Decimal64(_, s) => decimal::<Decimal64Type>(arr, *s)?,
         D::Decimal128(_, s) => decimal::<Decimal128Type>(arr, *s)?,
         D::Decimal256(_, s) => decimal::<Decimal256Type>(arr, *s)?,
-        D::Utf8 => Box::new(StrW(downcast(arr.as_string_opt::<i32>())?)),
-        D::LargeUtf8 => Box::new(StrW(downcast(arr.as_string_opt::<i64>())?)),
-        D::Utf8View => Box::new(StrW(downcast(arr.as_string_view_opt())?)),
-        D::Binary => Box::new(BinW(downcast(arr.as_binary_opt::<i32>())?)),
-        D::LargeBinary => Box::new(BinW(downcast(arr.as_binary_opt::<i64>())?)),
-        D::BinaryView => Box::new(BinW(downcast(arr.as_binary_view_opt())?)),
-        D::FixedSizeBinary(_) => Box::new(BinW(downcast(arr.as_fixed_size_binary_opt())?)),
+        D::Utf8 => Box::new(StringWriter(downcast(arr.as_string_opt::<i32>())?)),
+        D::LargeUtf8 => Box::new(StringWriter(downcast(arr.as_string_opt::<i64>())?)),
+        D::Utf8View => Box::new(StringWriter(downcast(arr.as_string_view_opt())?)),
+        D::Binary => Box::new(BinaryWriter(downcast(arr.as_binary_opt::<i32>())?)),
+        D::LargeBinary => Box::new(BinaryWriter(downcast(arr.as_binary_opt::<i64>())?)),
+        D::BinaryView => Box::new(BinaryWriter(downcast(arr.as_binary_view_opt())?)),
+        D::FixedSizeBinary(_) => Box::new(BinaryWriter(downcast(arr.as_fixed_size_binary_opt())?)),
         D::Date32 => date::<Date32Type>(arr, 1, o)?,
         D::Date64 => date::<Date64Type>(arr, MILLIS_PER_DAY, o)?,
         D::Timestamp(unit, tz) => {
@@ -166,7 +169,7 @@ pub(super) fn bind<'a>(arr: &'a dyn Array, o: Opts) -> Result<W<'a>, Problem> {
 
 /// Checks at construction time that `src` can be bound, by binding it to an
 /// empty array of its type.
-pub(super) fn validate(src: &Source, opts: Opts) -> Result<(), EncodeError> {
+pub(super) fn validate(src: &FileColumn, opts: Opts) -> Result<(), EncodeError> {
     if !constructible(&src.data_type) {
         return Err(Problem::Type.into_error(src));
     }
@@ -198,9 +201,9 @@ fn constructible(dt: &DataType) -> bool {
 
 pub(super) fn bind_source<'a>(
     batch: &'a RecordBatch,
-    src: &Source,
+    src: &FileColumn,
     opts: Opts,
-) -> Result<W<'a>, EncodeError> {
+) -> Result<BoxedWriter<'a>, EncodeError> {
     let mismatch = || EncodeError::BatchMismatch {
         column: src.name.clone(),
         expected: src.data_type.clone(),
