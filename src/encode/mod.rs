@@ -52,6 +52,8 @@ mod temporal;
 mod writer;
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod test_support;
 
 use arrow_schema::DataType;
