@@ -9,20 +9,19 @@
 //! Every expected value is computed independently of the encoder: integers by
 //! `serde_json`/`to_string`, decimals by string arithmetic on the unscaled
 //! value, dates and timestamps by chrono, binary by decoding the base64.
+//!
+//! Test-only: the module is compiled under `#[cfg(test)]`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    Int64Builder, LargeListBuilder, ListBuilder, MapBuilder, StringBuilder,
-};
+use arrow_array::builder::{Int64Builder, LargeListBuilder, MapBuilder, StringBuilder};
 use arrow_array::types::{
     Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow_array::{
     Array, ArrayRef, ArrowPrimitiveType, BinaryArray, BinaryViewArray, BooleanArray, Date32Array,
     Date64Array, Decimal128Array, Decimal256Array, DictionaryArray, Float32Array, Float64Array,
-    Int32Array, Int64Array, LargeStringArray, PrimitiveArray, RecordBatch, StringArray,
+    Int32Array, Int64Array, LargeStringArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
     StringViewArray, StructArray, TimestampMicrosecondArray, TimestampMillisecondArray,
     TimestampNanosecondArray, TimestampSecondArray,
 };
@@ -413,45 +412,33 @@ fn with_timezone(array: ArrayRef, tz: &str) -> ArrayRef {
     arrow_array::make_array(data.build().expect("same layout, other zone"))
 }
 
+/// Expected cells of a nested column: each non-null row as the JSON of its
+/// value.
+fn nested_cells<T: serde::Serialize>(rows: &[Option<T>]) -> Vec<Option<Expect>> {
+    rows.iter()
+        .map(|row| row.as_ref().map(|value| Expect::Nested(json!(value))))
+        .collect()
+}
+
 fn list_column(n: usize) -> BoxedStrategy<Column> {
-    let ints = vec(
-        cell(vec(cell(with_extremes(i64::MIN, i64::MAX, 0)), 0..4)),
-        n,
-    )
-    .prop_map(|rows| {
-        let mut builder = ListBuilder::new(Int64Builder::new());
-        for row in &rows {
-            if let Some(items) = row {
-                for item in items {
-                    builder.values().append_option(*item);
-                }
-            }
-            builder.append(row.is_some());
-        }
-        Column {
-            array: Arc::new(builder.finish()),
-            cells: rows
-                .into_iter()
-                .map(|row| row.map(|items| Expect::Nested(json!(items))))
-                .collect(),
-        }
+    let int = cell(with_extremes(i64::MIN, i64::MAX, 0));
+    let ints = vec(cell(vec(int, 0..4)), n).prop_map(|rows| Column {
+        array: Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
+            rows.clone(),
+        )),
+        cells: nested_cells(&rows),
     });
     let strings = vec(cell(vec(cell(text()), 0..4)), n).prop_map(|rows| {
         let mut builder = LargeListBuilder::new(StringBuilder::new());
         for row in &rows {
-            if let Some(items) = row {
-                for item in items {
-                    builder.values().append_option(item.as_deref());
-                }
+            for item in row.iter().flatten() {
+                builder.values().append_option(item.as_deref());
             }
             builder.append(row.is_some());
         }
         Column {
             array: Arc::new(builder.finish()),
-            cells: rows
-                .into_iter()
-                .map(|row| row.map(|items| Expect::Nested(json!(items))))
-                .collect(),
+            cells: nested_cells(&rows),
         }
     });
     prop_oneof![ints, strings].boxed()
@@ -512,11 +499,9 @@ fn map_column(n: usize) -> BoxedStrategy<Column> {
         .prop_map(|rows| {
             let mut builder = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
             for row in &rows {
-                if let Some(entries) = row {
-                    for (key, value) in entries {
-                        builder.keys().append_value(key);
-                        builder.values().append_option(*value);
-                    }
+                for (key, value) in row.iter().flatten() {
+                    builder.keys().append_value(key);
+                    builder.values().append_option(*value);
                 }
                 builder
                     .append(row.is_some())
@@ -524,14 +509,7 @@ fn map_column(n: usize) -> BoxedStrategy<Column> {
             }
             Column {
                 array: Arc::new(builder.finish()),
-                cells: rows
-                    .into_iter()
-                    .map(|row| {
-                        row.map(|entries: BTreeMap<String, Option<i64>>| {
-                            Expect::Nested(json!(entries))
-                        })
-                    })
-                    .collect(),
+                cells: nested_cells(&rows),
             }
         })
         .boxed()
