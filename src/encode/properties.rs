@@ -118,20 +118,24 @@ where
         .boxed()
 }
 
+/// Floats of every class (NaN and infinities included); non-finite ones are
+/// expected as null.
 fn float_column(n: usize) -> BoxedStrategy<Column> {
-    let f64s = vec(cell(proptest::num::f64::ANY), n).prop_map(|values| Column {
-        array: Arc::new(Float64Array::from(values.clone())),
-        cells: values
-            .into_iter()
-            .map(|v| v.filter(|v| v.is_finite()).map(Expect::F64))
-            .collect(),
+    fn column<F: Copy>(
+        array: ArrayRef,
+        values: Vec<Option<F>>,
+        expect: fn(F) -> Option<Expect>,
+    ) -> Column {
+        let cells = values.into_iter().map(|v| v.and_then(expect)).collect();
+        Column { array, cells }
+    }
+    let f64s = vec(cell(proptest::num::f64::ANY), n).prop_map(|values| {
+        let array = Arc::new(Float64Array::from(values.clone()));
+        column(array, values, |v| v.is_finite().then_some(Expect::F64(v)))
     });
-    let f32s = vec(cell(proptest::num::f32::ANY), n).prop_map(|values| Column {
-        array: Arc::new(Float32Array::from(values.clone())),
-        cells: values
-            .into_iter()
-            .map(|v| v.filter(|v| v.is_finite()).map(Expect::F32))
-            .collect(),
+    let f32s = vec(cell(proptest::num::f32::ANY), n).prop_map(|values| {
+        let array = Arc::new(Float32Array::from(values.clone()));
+        column(array, values, |v| v.is_finite().then_some(Expect::F32(v)))
     });
     prop_oneof![f64s, f32s].boxed()
 }
