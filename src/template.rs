@@ -276,4 +276,159 @@ mod tests {
         assert_eq!(t.to_string(), "k:{id}");
         assert!(serde_json::from_str::<KeyTemplate>("\"k\"").is_err());
     }
+
+    mod properties {
+        //! Property tests: templates built from generated pieces parse into
+        //! exactly those pieces, and a single unbalanced brace is refused.
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        use super::super::*;
+
+        /// A piece of a template as the test builds it.
+        #[derive(Debug, Clone)]
+        enum Piece {
+            /// Literal text, braces included (escaped when written).
+            Literal(String),
+            /// A placeholder's column name (never contains a brace).
+            Column(String),
+        }
+
+        fn literal() -> impl Strategy<Value = String> {
+            let ch = prop_oneof![3 => any::<char>(), 1 => select(vec!['{', '}', ':'])];
+            vec(ch, 1..6).prop_map(String::from_iter)
+        }
+
+        fn column_name() -> impl Strategy<Value = String> {
+            let free = vec(
+                any::<char>().prop_filter("no braces", |c| !"{}".contains(*c)),
+                1..6,
+            )
+            .prop_map(String::from_iter);
+            // A few common names, so placeholders repeat.
+            prop_oneof![select(vec!["id", "a", "b"]).prop_map(str::to_string), free]
+        }
+
+        fn piece() -> impl Strategy<Value = Piece> {
+            prop_oneof![
+                literal().prop_map(Piece::Literal),
+                column_name().prop_map(Piece::Column)
+            ]
+        }
+
+        /// Pieces with at least one placeholder.
+        fn pieces() -> impl Strategy<Value = Vec<Piece>> {
+            (
+                vec(piece(), 0..8),
+                column_name(),
+                any::<prop::sample::Index>(),
+            )
+                .prop_map(|(mut pieces, column, at)| {
+                    let at = at.index(pieces.len() + 1);
+                    pieces.insert(at, Piece::Column(column));
+                    pieces
+                })
+        }
+
+        fn escape(text: &str) -> String {
+            text.replace('{', "{{").replace('}', "}}")
+        }
+
+        /// The template text of the pieces as tokens: one per literal
+        /// character (an escaped brace is a two-byte token) and one per
+        /// placeholder.
+        fn tokens(pieces: &[Piece]) -> Vec<String> {
+            let mut tokens = Vec::new();
+            for piece in pieces {
+                match piece {
+                    Piece::Literal(text) => {
+                        tokens.extend(text.chars().map(|c| escape(&c.to_string())))
+                    }
+                    Piece::Column(name) => tokens.push(format!("{{{name}}}")),
+                }
+            }
+            tokens
+        }
+
+        /// The parts the pieces must parse into: adjacent literals merged.
+        fn expected_parts(pieces: &[Piece]) -> Vec<TemplatePart> {
+            let mut parts: Vec<TemplatePart> = Vec::new();
+            for piece in pieces {
+                match (piece, parts.last_mut()) {
+                    (Piece::Literal(text), Some(TemplatePart::Literal(last))) => {
+                        last.push_str(text)
+                    }
+                    (Piece::Literal(text), _) => parts.push(TemplatePart::Literal(text.clone())),
+                    (Piece::Column(name), _) => parts.push(TemplatePart::Column(name.clone())),
+                }
+            }
+            parts
+        }
+
+        /// The template text that parses into `parts`.
+        fn render(parts: &[TemplatePart]) -> String {
+            parts
+                .iter()
+                .map(|part| match part {
+                    TemplatePart::Literal(text) => escape(text),
+                    TemplatePart::Column(name) => format!("{{{name}}}"),
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn generated_templates_parse_into_their_pieces(pieces in pieces()) {
+                let text: String = tokens(&pieces).concat();
+                let template = KeyTemplate::parse(&text);
+                prop_assert!(template.is_ok(), "{:?}: {:?}", text, template);
+                let template = template.expect("checked above");
+                let expected = expected_parts(&pieces);
+                prop_assert_eq!(template.parts(), expected.as_slice());
+                prop_assert_eq!(render(template.parts()), text.as_str());
+                prop_assert_eq!(template.as_str(), text.as_str());
+                prop_assert_eq!(template.to_string(), text.as_str());
+                prop_assert_eq!(KeyTemplate::parse(&template.to_string()), Ok(template.clone()));
+                let mut first_use: Vec<&str> = Vec::new();
+                for piece in &pieces {
+                    if let Piece::Column(name) = piece {
+                        if !first_use.contains(&name.as_str()) {
+                            first_use.push(name);
+                        }
+                    }
+                }
+                prop_assert_eq!(template.columns(), first_use);
+            }
+
+            #[test]
+            fn a_single_unbalanced_brace_is_refused(
+                pieces in pieces(),
+                at in any::<prop::sample::Index>(),
+                brace in select(vec!["{", "}"]),
+            ) {
+                let mut tokens = tokens(&pieces);
+                tokens.insert(at.index(tokens.len() + 1), brace.to_string());
+                let text = tokens.concat();
+                let parsed = KeyTemplate::parse(&text);
+                prop_assert!(parsed.is_err(), "{:?} parsed as {:?}", text, parsed);
+            }
+
+            /// Any text at all parses or is refused without panicking, and
+            /// what parses is exactly the text.
+            #[test]
+            fn any_text_parses_exactly_or_is_refused(
+                text in vec(prop_oneof![any::<char>(), select(vec!['{', '}', 'x'])], 0..16)
+                    .prop_map(String::from_iter),
+            ) {
+                if let Ok(template) = KeyTemplate::parse(&text) {
+                    prop_assert_eq!(render(template.parts()), text.as_str());
+                    prop_assert!(!template.columns().is_empty());
+                }
+            }
+        }
+    }
 }
