@@ -288,11 +288,9 @@ pub async fn send_partition(
         }
     }
     drop(rx);
-    let produced = producer
-        .await
-        .map_err(|err| RedisError::Protocol(format!("reader task failed: {err}")));
+    let produced = reader_task_result(producer.await);
     let totals = session.finish().await;
-    let produced = produced??;
+    let produced = produced?;
     let totals = totals?;
     if broken || totals.keys != produced.keys {
         return Err(RedisError::Protocol(format!(
@@ -311,6 +309,17 @@ pub async fn send_partition(
         "partition sent"
     );
     Ok(stats)
+}
+
+/// What the producer task does, as its errors name it.
+const READER_TASK: &str = "reading and encoding the partition's rows";
+
+/// The result of the task that reads and encodes a partition's rows, once joined: a panic there is
+/// reported as one, never as a Redis error.
+fn reader_task_result(
+    joined: Result<Result<Produced, PartitionError>, tokio::task::JoinError>,
+) -> Result<Produced, PartitionError> {
+    joined.map_err(|err| PartitionError::task_died(READER_TASK, err))?
 }
 
 /// Writes the commands of a partition as a RESP stream (for `redis-cli --pipe`, or to inspect
@@ -339,9 +348,7 @@ pub async fn export_partition<W: AsyncWrite + Unpin>(
         }
     }
     drop(rx);
-    let produced = producer
-        .await
-        .map_err(|err| ExportError::Write(std::io::Error::other(err.to_string())))??;
+    let produced = reader_task_result(producer.await)?;
     written.map_err(ExportError::Write)?;
     out.flush().await.map_err(ExportError::Write)?;
     Ok(produced)
@@ -356,4 +363,26 @@ pub enum ExportError {
     /// Writing the output failed.
     #[error("cannot write the export: {0}")]
     Write(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_reader_task_is_reported_as_a_panic_not_a_redis_error() {
+        let task = tokio::spawn(async { panic!("decoder exploded") });
+        let joined = task.await.map(|()| Ok(Produced::default()));
+        let err = reader_task_result(joined).unwrap_err();
+        assert!(
+            !matches!(err, PartitionError::Redis(_)),
+            "a panic is not a redis error: {err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the task reading and encoding the partition's rows panicked: decoder exploded"
+        );
+        assert!(!err.is_transient());
+        assert!(matches!(err, PartitionError::TaskDied { .. }), "{err:?}");
+    }
 }
