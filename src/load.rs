@@ -357,6 +357,16 @@ pub async fn export_partition<W: AsyncWrite + Unpin>(
 /// Exporting a partition failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// The table has no partition for the date.
+    #[error("table {table} has no partition {value} at {path}")]
+    NoPartition {
+        /// The table.
+        table: String,
+        /// The partition value asked for, in the table's `partition_format`.
+        value: String,
+        /// The directory the partition would be in.
+        path: String,
+    },
     /// Reading the partition failed.
     #[error(transparent)]
     Partition(#[from] PartitionError),
