@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use opendal::Operator;
-use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::config::TableConfig;
 use crate::encode::{EncodeSpec, EncodedRows, RowEncoder, ValueFormat};
@@ -18,30 +18,15 @@ use crate::error::{FileError, PartitionError, RedisError};
 use crate::listing::DiscoveredPartition;
 use crate::reader::{open_file, OpenedFile};
 use crate::resp::{route, CommandBatch, Expiry, ScriptShas, WriteStyle};
+use crate::run::Counters;
 use crate::throttle::RateLimiter;
 use crate::writer::WriteSession;
 
 /// Record batches decoded ahead of the encoder, per file.
 const READ_AHEAD_BATCHES: usize = 2;
 
-/// What loading a partition did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PartitionStats {
-    /// Data files read.
-    pub files: u64,
-    /// Rows read.
-    pub rows: u64,
-    /// Keys written (commands acknowledged).
-    pub keys: u64,
-    /// Rows skipped because a key column was null or empty.
-    pub skipped_null_keys: u64,
-    /// Guarded writes that kept a newer value.
-    pub kept_newer: u64,
-    /// Bytes of the data files.
-    pub bytes: u64,
-    /// Bytes of keys and values sent.
-    pub payload_bytes: u64,
-}
+/// What loading a partition did: the counters a run sums.
+pub type PartitionStats = Counters;
 
 /// A partition whose files are open and whose footers and schemas passed the checks.
 pub struct PreparedPartition {
@@ -263,22 +248,21 @@ pub async fn send_partition(
     limiter: &RateLimiter,
 ) -> Result<PartitionStats, PartitionError> {
     let started = Instant::now();
-    let mut stats = PartitionStats {
-        files: prepared.files.len() as u64,
-        bytes: prepared.bytes,
-        ..PartitionStats::default()
-    };
+    let (files, bytes) = (prepared.files.len() as u64, prepared.bytes);
     let connections = session.connections();
     let (tx, mut rx) = mpsc::channel(connections * 2);
-    let producer = tokio::spawn(produce_commands(
-        prepared,
-        command,
-        expiry.clone(),
-        session.shas().clone(),
-        connections,
-        batch_size,
-        tx,
-    ));
+    let producer = tokio::spawn(
+        produce_commands(
+            prepared,
+            command,
+            expiry.clone(),
+            session.shas().clone(),
+            connections,
+            batch_size,
+            tx,
+        )
+        .in_current_span(),
+    );
     let mut broken = false;
     while let Some((target, batch)) = rx.recv().await {
         limiter.acquire(batch.pending_keys()).await;
@@ -299,16 +283,19 @@ pub async fn send_partition(
         ))
         .into());
     }
-    stats.rows = produced.rows;
-    stats.skipped_null_keys = produced.skipped_null_keys;
-    stats.payload_bytes = produced.payload_bytes;
-    stats.keys = totals.keys - totals.kept_newer;
-    stats.kept_newer = totals.kept_newer;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "partition sent"
     );
-    Ok(stats)
+    Ok(Counters {
+        files,
+        rows: produced.rows,
+        keys: totals.keys - totals.kept_newer,
+        skipped_null_keys: produced.skipped_null_keys,
+        kept_newer: totals.kept_newer,
+        bytes,
+        payload_bytes: produced.payload_bytes,
+    })
 }
 
 /// What the producer task does, as its errors name it.

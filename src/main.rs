@@ -4,14 +4,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use coldsync::config::Config;
 use coldsync::logging::{self, LogFormat};
-use coldsync::report::format_plan;
-use coldsync::run::{exit_code, Backfill, Engine, RunOptions};
+use coldsync::run::report::format_plan;
+use coldsync::run::{Backfill, CommandOutcome, Engine, ExitCode, RunOptions};
 use tokio_util::sync::CancellationToken;
 
 /// Keeps a shared Redis cold KV filled with the cold partitions of Hive-partitioned Parquet tables.
@@ -127,15 +126,14 @@ enum ExportFormat {
     Resp,
 }
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format.unwrap_or_else(LogFormat::detect));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    let code = runtime.block_on(execute(cli));
-    ExitCode::from(code as u8)
+    runtime.block_on(execute(cli)).into()
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {
@@ -145,19 +143,19 @@ fn print_json<T: serde::Serialize>(value: &T) {
     );
 }
 
-async fn execute(cli: Cli) -> i32 {
+async fn execute(cli: Cli) -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::load(&cli.config, &env) {
         Ok(config) => config,
         Err(err) => {
             tracing::error!(event = "config_invalid", error = %err, "invalid configuration");
             eprintln!("error: {err}");
-            return exit_code::CONFIG;
+            return ExitCode::of(CommandOutcome::InvalidConfig);
         }
     };
     if let Command::Check { connect: false } = cli.command {
         println!("config ok: {} tables", config.tables.len());
-        return exit_code::OK;
+        return ExitCode::of(CommandOutcome::Report { failed: false });
     }
     if let Command::Export { .. } = cli.command {
         return export(&config, cli.command).await;
@@ -207,7 +205,7 @@ async fn execute(cli: Cli) -> i32 {
                 Ok(tables) => tables,
                 Err(err) => {
                     eprintln!("error: {err}");
-                    return exit_code::CONFIG;
+                    return ExitCode::of(CommandOutcome::InvalidConfig);
                 }
             };
             let report = engine.plan_report(&tables, selection.as_of).await;
@@ -216,18 +214,16 @@ async fn execute(cli: Cli) -> i32 {
             } else {
                 print!("{}", format_plan(&report));
             }
-            if report.tables.iter().any(|t| t.error.is_some()) {
-                exit_code::FAILED
-            } else {
-                exit_code::OK
-            }
+            ExitCode::of(CommandOutcome::Report {
+                failed: report.tables.iter().any(|t| t.error.is_some()),
+            })
         }
         Command::Status { tables, json } => {
             let tables = match engine.config().select_tables(&tables) {
                 Ok(tables) => tables,
                 Err(err) => {
                     eprintln!("error: {err}");
-                    return exit_code::CONFIG;
+                    return ExitCode::of(CommandOutcome::InvalidConfig);
                 }
             };
             let status = engine.status(&tables).await;
@@ -249,34 +245,32 @@ async fn execute(cli: Cli) -> i32 {
                     );
                 }
             }
-            if status.iter().any(|s| s.error.is_some()) {
-                exit_code::FAILED
-            } else {
-                exit_code::OK
-            }
+            ExitCode::of(CommandOutcome::Report {
+                failed: status.iter().any(|s| s.error.is_some()),
+            })
         }
         Command::Check { .. } => {
             let tables = engine.config().tables.clone();
-            let mut code = exit_code::OK;
+            let mut failed = false;
             println!("redis ok: {}", engine.config().redis.masked_url());
             for (table, result) in engine.check_tables(&tables).await {
                 match result {
                     Ok(text) => println!("table {table}: ok: {text}"),
                     Err(err) => {
                         println!("table {table}: FAILED: {err}");
-                        code = exit_code::FAILED;
+                        failed = true;
                     }
                 }
             }
-            code
+            ExitCode::of(CommandOutcome::Report { failed })
         }
         Command::Daemon { run_now } => {
             match coldsync::daemon::run_daemon(engine, run_now, shutdown).await {
-                Ok(()) => exit_code::OK,
+                Ok(()) => ExitCode::of(CommandOutcome::Daemon { failed: false }),
                 Err(err) => {
                     tracing::error!(event = "daemon_failed", error = %err, "daemon failed");
                     eprintln!("error: {err}");
-                    exit_code::CONFIG
+                    ExitCode::of(CommandOutcome::Daemon { failed: true })
                 }
             }
         }
@@ -284,7 +278,7 @@ async fn execute(cli: Cli) -> i32 {
 }
 
 /// `export`: reads only the object store, never Redis.
-async fn export(config: &Config, command: Command) -> i32 {
+async fn export(config: &Config, command: Command) -> ExitCode {
     let Command::Export {
         table,
         date,
@@ -298,7 +292,7 @@ async fn export(config: &Config, command: Command) -> i32 {
         Ok(mut tables) => tables.remove(0),
         Err(err) => {
             eprintln!("error: {err}");
-            return exit_code::CONFIG;
+            return ExitCode::of(CommandOutcome::InvalidConfig);
         }
     };
     let result = match &out {
@@ -325,12 +319,12 @@ async fn export(config: &Config, command: Command) -> i32 {
                 skipped_null_keys = produced.skipped_null_keys,
                 "partition exported"
             );
-            exit_code::OK
+            ExitCode::of(CommandOutcome::Report { failed: false })
         }
         Err(err) => {
             tracing::error!(event = "export_failed", table = %table.name, date = %date, error = %err, "export failed");
             eprintln!("error: {err}");
-            exit_code::FAILED
+            ExitCode::of(CommandOutcome::Report { failed: true })
         }
     }
 }
@@ -340,13 +334,13 @@ async fn run(
     options: RunOptions,
     json: bool,
     shutdown: &CancellationToken,
-) -> i32 {
+) -> ExitCode {
     match engine.run(&options, shutdown).await {
         Ok(summary) => {
             if json {
                 print_json(&summary);
             }
-            summary.exit_code
+            summary.exit()
         }
         Err(err) => {
             tracing::error!(event = "run_failed", error = %err, "run could not start");
