@@ -190,6 +190,14 @@ pub enum PartitionError {
     /// The load was cancelled (shutdown).
     #[error("cancelled before the partition was fully written")]
     Cancelled,
+    /// A task doing part of the partition's work panicked or was aborted: a bug, not worth a retry.
+    #[error("the task {work} {ending}")]
+    TaskDied {
+        /// What the task was doing, e.g. `reading and encoding the partition's rows`.
+        work: &'static str,
+        /// How it ended: `panicked: <the panic message>` or `was cancelled`.
+        ending: String,
+    },
 }
 
 impl PartitionError {
@@ -200,8 +208,23 @@ impl PartitionError {
             PartitionError::File(_) => false,
             PartitionError::Source(err) => err.is_transient(),
             PartitionError::Redis(err) => err.is_transient(),
-            PartitionError::Cancelled => false,
+            PartitionError::Cancelled | PartitionError::TaskDied { .. } => false,
         }
+    }
+
+    /// The error of a task doing `work` for the partition that ended without a result.
+    pub fn task_died(work: &'static str, err: tokio::task::JoinError) -> PartitionError {
+        let ending = match err.try_into_panic() {
+            Ok(panic) => match panic.downcast::<String>() {
+                Ok(message) => format!("panicked: {message}"),
+                Err(panic) => match panic.downcast_ref::<&'static str>() {
+                    Some(message) => format!("panicked: {message}"),
+                    None => "panicked".to_string(),
+                },
+            },
+            Err(_) => "was cancelled".to_string(),
+        };
+        PartitionError::TaskDied { work, ending }
     }
 
     /// The file at fault, when there is one.

@@ -27,14 +27,12 @@ pub async fn export<W: AsyncWrite + Unpin>(
         .await
         .map_err(PartitionError::from)?;
     let partition = listing.partitions.get(&date).ok_or_else(|| {
-        ExportError::Write(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!(
-                "table {} has no partition {}",
-                table.name,
-                table.format_partition_value(date)
-            ),
-        ))
+        let value = table.format_partition_value(date);
+        ExportError::NoPartition {
+            table: table.name.clone(),
+            path: format!("{}/{}={value}/", table.path, table.partition_column),
+            value,
+        }
     })?;
     let prepared = prepare(
         &operator,

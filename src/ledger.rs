@@ -16,31 +16,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RedisConfig;
 use crate::error::RedisError;
+use crate::run::Counters;
 
-/// One loaded partition, as recorded.
+/// One loaded partition, as recorded. Its JSON is flat: the counters sit beside the fingerprint
+/// (`{"fingerprint": ..., "files": 2, "rows": 9, ...}`), and read as fields (`entry.rows`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// Fingerprint of the file list when it was loaded.
     pub fingerprint: String,
-    /// Data files.
-    pub files: u64,
-    /// Rows read.
-    pub rows: u64,
-    /// Keys written.
-    pub keys: u64,
-    /// Rows skipped because a key column was null or empty.
-    pub skipped_null_keys: u64,
-    /// Guarded writes that kept a newer value.
-    #[serde(default)]
-    pub kept_newer: u64,
-    /// Bytes of the data files.
-    pub bytes: u64,
+    /// What the load read and wrote.
+    #[serde(flatten)]
+    pub counters: Counters,
     /// Run that loaded it.
     pub run_id: String,
     /// When it was loaded (RFC 3339, UTC).
     pub loaded_at: String,
     /// Absolute expiry of its keys, ms since the epoch.
     pub expires_at_ms: i64,
+}
+
+impl std::ops::Deref for LedgerEntry {
+    type Target = Counters;
+
+    fn deref(&self) -> &Counters {
+        &self.counters
+    }
 }
 
 /// A control connection with the ledger's key names.

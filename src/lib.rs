@@ -15,8 +15,8 @@
 //! - [`ledger`]: what was loaded (fingerprints, counts, watermark), kept in Redis itself.
 //! - [`load`]: loads one partition end to end.
 //! - [`export`]: the RESP stream of a partition, for `redis-cli --pipe`.
-//! - [`report`]: read-only reports: plan with estimates, status, check.
-//! - [`run`]: a whole run: plan every table, load, record, summarize; also `plan`, `status`, `check`.
+//! - [`run`]: a whole run: plan every table, load, record, summarize (typed outcomes, counters,
+//!   calendar, watermark, retries); also the read-only reports `plan`, `status`, `check`.
 //! - [`throttle`]: write-rate limits and the adaptive back-off that keeps readers fast.
 //! - [`daemon`]: the cron-scheduled daemon.
 //! - [`logging`]: structured log setup.
@@ -33,7 +33,6 @@ pub mod load;
 pub mod logging;
 pub mod plan;
 pub mod reader;
-pub mod report;
 pub mod resp;
 pub mod run;
 pub mod source;

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use opendal::Operator;
-use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::config::TableConfig;
 use crate::encode::{EncodeSpec, EncodedRows, RowEncoder, ValueFormat};
@@ -18,30 +18,15 @@ use crate::error::{FileError, PartitionError, RedisError};
 use crate::listing::DiscoveredPartition;
 use crate::reader::{open_file, OpenedFile};
 use crate::resp::{route, CommandBatch, Expiry, ScriptShas, WriteStyle};
+use crate::run::Counters;
 use crate::throttle::RateLimiter;
 use crate::writer::WriteSession;
 
 /// Record batches decoded ahead of the encoder, per file.
 const READ_AHEAD_BATCHES: usize = 2;
 
-/// What loading a partition did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PartitionStats {
-    /// Data files read.
-    pub files: u64,
-    /// Rows read.
-    pub rows: u64,
-    /// Keys written (commands acknowledged).
-    pub keys: u64,
-    /// Rows skipped because a key column was null or empty.
-    pub skipped_null_keys: u64,
-    /// Guarded writes that kept a newer value.
-    pub kept_newer: u64,
-    /// Bytes of the data files.
-    pub bytes: u64,
-    /// Bytes of keys and values sent.
-    pub payload_bytes: u64,
-}
+/// What loading a partition did: the counters a run sums.
+pub type PartitionStats = Counters;
 
 /// A partition whose files are open and whose footers and schemas passed the checks.
 pub struct PreparedPartition {
@@ -263,22 +248,21 @@ pub async fn send_partition(
     limiter: &RateLimiter,
 ) -> Result<PartitionStats, PartitionError> {
     let started = Instant::now();
-    let mut stats = PartitionStats {
-        files: prepared.files.len() as u64,
-        bytes: prepared.bytes,
-        ..PartitionStats::default()
-    };
+    let (files, bytes) = (prepared.files.len() as u64, prepared.bytes);
     let connections = session.connections();
     let (tx, mut rx) = mpsc::channel(connections * 2);
-    let producer = tokio::spawn(produce_commands(
-        prepared,
-        command,
-        expiry.clone(),
-        session.shas().clone(),
-        connections,
-        batch_size,
-        tx,
-    ));
+    let producer = tokio::spawn(
+        produce_commands(
+            prepared,
+            command,
+            expiry.clone(),
+            session.shas().clone(),
+            connections,
+            batch_size,
+            tx,
+        )
+        .in_current_span(),
+    );
     let mut broken = false;
     while let Some((target, batch)) = rx.recv().await {
         limiter.acquire(batch.pending_keys()).await;
@@ -288,11 +272,9 @@ pub async fn send_partition(
         }
     }
     drop(rx);
-    let produced = producer
-        .await
-        .map_err(|err| RedisError::Protocol(format!("reader task failed: {err}")));
+    let produced = reader_task_result(producer.await);
     let totals = session.finish().await;
-    let produced = produced??;
+    let produced = produced?;
     let totals = totals?;
     if broken || totals.keys != produced.keys {
         return Err(RedisError::Protocol(format!(
@@ -301,16 +283,30 @@ pub async fn send_partition(
         ))
         .into());
     }
-    stats.rows = produced.rows;
-    stats.skipped_null_keys = produced.skipped_null_keys;
-    stats.payload_bytes = produced.payload_bytes;
-    stats.keys = totals.keys - totals.kept_newer;
-    stats.kept_newer = totals.kept_newer;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "partition sent"
     );
-    Ok(stats)
+    Ok(Counters {
+        files,
+        rows: produced.rows,
+        keys: totals.keys - totals.kept_newer,
+        skipped_null_keys: produced.skipped_null_keys,
+        kept_newer: totals.kept_newer,
+        bytes,
+        payload_bytes: produced.payload_bytes,
+    })
+}
+
+/// What the producer task does, as its errors name it.
+const READER_TASK: &str = "reading and encoding the partition's rows";
+
+/// The result of the task that reads and encodes a partition's rows, once joined: a panic there is
+/// reported as one, never as a Redis error.
+fn reader_task_result(
+    joined: Result<Result<Produced, PartitionError>, tokio::task::JoinError>,
+) -> Result<Produced, PartitionError> {
+    joined.map_err(|err| PartitionError::task_died(READER_TASK, err))?
 }
 
 /// Writes the commands of a partition as a RESP stream (for `redis-cli --pipe`, or to inspect
@@ -339,9 +335,7 @@ pub async fn export_partition<W: AsyncWrite + Unpin>(
         }
     }
     drop(rx);
-    let produced = producer
-        .await
-        .map_err(|err| ExportError::Write(std::io::Error::other(err.to_string())))??;
+    let produced = reader_task_result(producer.await)?;
     written.map_err(ExportError::Write)?;
     out.flush().await.map_err(ExportError::Write)?;
     Ok(produced)
@@ -350,10 +344,42 @@ pub async fn export_partition<W: AsyncWrite + Unpin>(
 /// Exporting a partition failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// The table has no partition for the date.
+    #[error("table {table} has no partition {value} at {path}")]
+    NoPartition {
+        /// The table.
+        table: String,
+        /// The partition value asked for, in the table's `partition_format`.
+        value: String,
+        /// The directory the partition would be in.
+        path: String,
+    },
     /// Reading the partition failed.
     #[error(transparent)]
     Partition(#[from] PartitionError),
     /// Writing the output failed.
     #[error("cannot write the export: {0}")]
     Write(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_reader_task_is_reported_as_a_panic_not_a_redis_error() {
+        let task = tokio::spawn(async { panic!("decoder exploded") });
+        let joined = task.await.map(|()| Ok(Produced::default()));
+        let err = reader_task_result(joined).unwrap_err();
+        assert!(
+            !matches!(err, PartitionError::Redis(_)),
+            "a panic is not a redis error: {err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the task reading and encoding the partition's rows panicked: decoder exploded"
+        );
+        assert!(!err.is_transient());
+        assert!(matches!(err, PartitionError::TaskDied { .. }), "{err:?}");
+    }
 }

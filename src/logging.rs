@@ -1,6 +1,9 @@
 //! Structured logs on stderr: JSON lines (the default when stdout is not a terminal, i.e. under a
 //! scheduler or in a pipe) or text.
 //! Every event has a stable `event` name and identity fields; see the README's "Log events".
+//! The run's spans (`run`, `table`, `partition`) show in the text format only: JSON lines leave
+//! spans out, so each event's line stays flat and the same whatever span it is logged in (the
+//! events carry their identity fields themselves).
 
 use std::io::IsTerminal;
 

@@ -2,15 +2,15 @@
 //! outcome to a documented exit code.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use coldsync::config::Config;
 use coldsync::logging::{self, LogFormat};
-use coldsync::report::format_plan;
-use coldsync::run::{exit_code, Backfill, Engine, RunOptions};
+use coldsync::run::report::format_plan;
+use coldsync::run::{Backfill, CommandOutcome, Engine, ExitCode, RunOptions};
 use tokio_util::sync::CancellationToken;
 
 /// Keeps a shared Redis cold KV filled with the cold partitions of Hive-partitioned Parquet tables.
@@ -126,15 +126,14 @@ enum ExportFormat {
     Resp,
 }
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format.unwrap_or_else(LogFormat::detect));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    let code = runtime.block_on(execute(cli));
-    ExitCode::from(code as u8)
+    runtime.block_on(execute(cli)).into()
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {
@@ -144,19 +143,19 @@ fn print_json<T: serde::Serialize>(value: &T) {
     );
 }
 
-async fn execute(cli: Cli) -> i32 {
+async fn execute(cli: Cli) -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::load(&cli.config, &env) {
         Ok(config) => config,
         Err(err) => {
             tracing::error!(event = "config_invalid", error = %err, "invalid configuration");
             eprintln!("error: {err}");
-            return exit_code::CONFIG;
+            return ExitCode::of(CommandOutcome::InvalidConfig);
         }
     };
     if let Command::Check { connect: false } = cli.command {
         println!("config ok: {} tables", config.tables.len());
-        return exit_code::OK;
+        return ExitCode::of(CommandOutcome::Report { failed: false });
     }
     if let Command::Export { .. } = cli.command {
         return export(&config, cli.command).await;
@@ -206,7 +205,7 @@ async fn execute(cli: Cli) -> i32 {
                 Ok(tables) => tables,
                 Err(err) => {
                     eprintln!("error: {err}");
-                    return exit_code::CONFIG;
+                    return ExitCode::of(CommandOutcome::InvalidConfig);
                 }
             };
             let report = engine.plan_report(&tables, selection.as_of).await;
@@ -215,18 +214,16 @@ async fn execute(cli: Cli) -> i32 {
             } else {
                 print!("{}", format_plan(&report));
             }
-            if report.tables.iter().any(|t| t.error.is_some()) {
-                exit_code::FAILED
-            } else {
-                exit_code::OK
-            }
+            ExitCode::of(CommandOutcome::Report {
+                failed: report.tables.iter().any(|t| t.error.is_some()),
+            })
         }
         Command::Status { tables, json } => {
             let tables = match engine.config().select_tables(&tables) {
                 Ok(tables) => tables,
                 Err(err) => {
                     eprintln!("error: {err}");
-                    return exit_code::CONFIG;
+                    return ExitCode::of(CommandOutcome::InvalidConfig);
                 }
             };
             let status = engine.status(&tables).await;
@@ -248,34 +245,32 @@ async fn execute(cli: Cli) -> i32 {
                     );
                 }
             }
-            if status.iter().any(|s| s.error.is_some()) {
-                exit_code::FAILED
-            } else {
-                exit_code::OK
-            }
+            ExitCode::of(CommandOutcome::Report {
+                failed: status.iter().any(|s| s.error.is_some()),
+            })
         }
         Command::Check { .. } => {
             let tables = engine.config().tables.clone();
-            let mut code = exit_code::OK;
+            let mut failed = false;
             println!("redis ok: {}", engine.config().redis.masked_url());
             for (table, result) in engine.check_tables(&tables).await {
                 match result {
                     Ok(text) => println!("table {table}: ok: {text}"),
                     Err(err) => {
                         println!("table {table}: FAILED: {err}");
-                        code = exit_code::FAILED;
+                        failed = true;
                     }
                 }
             }
-            code
+            ExitCode::of(CommandOutcome::Report { failed })
         }
         Command::Daemon { run_now } => {
             match coldsync::daemon::run_daemon(engine, run_now, shutdown).await {
-                Ok(()) => exit_code::OK,
+                Ok(()) => ExitCode::of(CommandOutcome::Daemon { failed: false }),
                 Err(err) => {
                     tracing::error!(event = "daemon_failed", error = %err, "daemon failed");
                     eprintln!("error: {err}");
-                    exit_code::CONFIG
+                    ExitCode::of(CommandOutcome::Daemon { failed: true })
                 }
             }
         }
@@ -283,7 +278,7 @@ async fn execute(cli: Cli) -> i32 {
 }
 
 /// `export`: reads only the object store, never Redis.
-async fn export(config: &Config, command: Command) -> i32 {
+async fn export(config: &Config, command: Command) -> ExitCode {
     let Command::Export {
         table,
         date,
@@ -297,7 +292,7 @@ async fn export(config: &Config, command: Command) -> i32 {
         Ok(mut tables) => tables.remove(0),
         Err(err) => {
             eprintln!("error: {err}");
-            return exit_code::CONFIG;
+            return ExitCode::of(CommandOutcome::InvalidConfig);
         }
     };
     let result = match &out {
@@ -324,12 +319,12 @@ async fn export(config: &Config, command: Command) -> i32 {
                 skipped_null_keys = produced.skipped_null_keys,
                 "partition exported"
             );
-            exit_code::OK
+            ExitCode::of(CommandOutcome::Report { failed: false })
         }
         Err(err) => {
             tracing::error!(event = "export_failed", table = %table.name, date = %date, error = %err, "export failed");
             eprintln!("error: {err}");
-            exit_code::FAILED
+            ExitCode::of(CommandOutcome::Report { failed: true })
         }
     }
 }
@@ -339,13 +334,13 @@ async fn run(
     options: RunOptions,
     json: bool,
     shutdown: &CancellationToken,
-) -> i32 {
+) -> ExitCode {
     match engine.run(&options, shutdown).await {
         Ok(summary) => {
             if json {
                 print_json(&summary);
             }
-            summary.exit_code
+            summary.exit()
         }
         Err(err) => {
             tracing::error!(event = "run_failed", error = %err, "run could not start");
@@ -356,17 +351,171 @@ async fn run(
 }
 
 async fn watch_signals(shutdown: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
+    let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map(
+        |mut term| async move {
+            term.recv().await;
+        },
+    );
+    wait_for_shutdown_signal(sigterm, tokio::signal::ctrl_c()).await;
     tracing::warn!(
         event = "shutdown_requested",
         "stopping after the partition in progress"
     );
     shutdown.cancel();
+}
+
+/// Returns when SIGTERM or Ctrl-C (SIGINT) arrives. A handler that cannot be installed is logged
+/// (`signal_handler_failed`) and the other signal is still watched; with neither, this never
+/// returns (no signal can stop the process gracefully, but nothing stops it by mistake either).
+async fn wait_for_shutdown_signal(
+    sigterm: std::io::Result<impl Future<Output = ()>>,
+    ctrl_c: impl Future<Output = std::io::Result<()>>,
+) {
+    let sigterm = async {
+        match sigterm {
+            Ok(term) => term.await,
+            Err(err) => {
+                signal_handler_failed("SIGTERM", &err);
+                std::future::pending().await
+            }
+        }
+    };
+    let ctrl_c = async {
+        if let Err(err) = ctrl_c.await {
+            signal_handler_failed("SIGINT", &err);
+            std::future::pending::<()>().await
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = sigterm => {},
+    }
+}
+
+fn signal_handler_failed(signal: &str, err: &std::io::Error) {
+    tracing::warn!(
+        event = "signal_handler_failed",
+        signal,
+        error = %err,
+        "cannot watch a shutdown signal: only the other one stops the process gracefully"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::{Arc, Mutex};
+
+    use futures::FutureExt;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// A signal future that completes when the sender is used.
+    fn signal() -> (oneshot::Sender<()>, impl Future<Output = ()>) {
+        let (tx, rx) = oneshot::channel::<()>();
+        (tx, rx.map(|_| ()))
+    }
+
+    fn failed_handler() -> std::io::Error {
+        std::io::Error::other("no signal handler for you")
+    }
+
+    /// Log lines written while the guard lives, JSON as in production.
+    #[derive(Clone, Default)]
+    struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedLog {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl CapturedLog {
+        fn install(&self) -> tracing::subscriber::DefaultGuard {
+            let log = self.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_writer(move || log.clone())
+                .finish();
+            tracing::subscriber::set_default(subscriber)
+        }
+
+        fn events(&self) -> Vec<serde_json::Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn ctrl_c_is_still_watched_when_the_sigterm_handler_cannot_be_installed() {
+        let log = CapturedLog::default();
+        let _guard = log.install();
+        let (ctrl_c, ctrl_c_future) = signal();
+        let mut wait = pin!(wait_for_shutdown_signal(
+            Err::<std::future::Pending<()>, _>(failed_handler()),
+            ctrl_c_future.map(Ok)
+        ));
+        assert!(
+            (&mut wait).now_or_never().is_none(),
+            "no signal arrived yet: keep waiting"
+        );
+        let events = log.events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["event"], "signal_handler_failed");
+        assert_eq!(events[0]["signal"], "SIGTERM");
+        assert_eq!(events[0]["level"], "WARN");
+        ctrl_c.send(()).unwrap();
+        assert!(wait.now_or_never().is_some(), "Ctrl-C stops the wait");
+    }
+
+    #[tokio::test]
+    async fn sigterm_is_still_watched_when_ctrl_c_cannot_be() {
+        let log = CapturedLog::default();
+        let _guard = log.install();
+        let (sigterm, sigterm_future) = signal();
+        let mut wait = pin!(wait_for_shutdown_signal(
+            Ok(sigterm_future),
+            std::future::ready(Err(failed_handler()))
+        ));
+        assert!((&mut wait).now_or_never().is_none());
+        let events = log.events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["event"], "signal_handler_failed");
+        assert_eq!(events[0]["signal"], "SIGINT");
+        sigterm.send(()).unwrap();
+        assert!(wait.now_or_never().is_some(), "SIGTERM stops the wait");
+    }
+
+    #[tokio::test]
+    async fn either_signal_ends_the_wait() {
+        let (sigterm, sigterm_future) = signal();
+        let (_ctrl_c, ctrl_c_future) = signal();
+        let mut wait = pin!(wait_for_shutdown_signal(
+            Ok(sigterm_future),
+            ctrl_c_future.map(Ok)
+        ));
+        assert!((&mut wait).now_or_never().is_none());
+        sigterm.send(()).unwrap();
+        assert!(wait.now_or_never().is_some());
+
+        let (_sigterm, sigterm_future) = signal();
+        let (ctrl_c, ctrl_c_future) = signal();
+        let mut wait = pin!(wait_for_shutdown_signal(
+            Ok(sigterm_future),
+            ctrl_c_future.map(Ok)
+        ));
+        assert!((&mut wait).now_or_never().is_none());
+        ctrl_c.send(()).unwrap();
+        assert!(wait.now_or_never().is_some());
+    }
 }

@@ -975,3 +975,31 @@ fn export_writes_what_run_writes_without_touching_redis() {
         assert_eq!(piped.pexpiretime(key), loaded.pexpiretime(key), "{key}");
     }
 }
+
+#[test]
+fn export_of_a_missing_partition_names_the_table_the_partition_and_the_path() {
+    let ws = Workspace::new();
+    small_table().write_local(&ws.root());
+    let dead = format!("redis://127.0.0.1:{}/0", common::free_port());
+    ws.write(&dead, ORDERS_TABLE);
+    let resp = ws.dir.path().join("out.resp");
+    let out = ws.cli(&[
+        "export",
+        "--table",
+        "orders",
+        "--date",
+        "2026-11-25",
+        "--out",
+        resp.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status_code, 3, "{}", out.dump());
+    let failed = out.event("export_failed").expect("export_failed event");
+    let error = s(failed, "error");
+    assert_eq!(
+        error,
+        "table orders has no partition 2026-11-25 at orders/dt=2026-11-25/",
+        "{}",
+        out.dump()
+    );
+    assert!(!out.stderr.contains("cannot write"), "{}", out.dump());
+}

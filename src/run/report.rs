@@ -1,15 +1,20 @@
 //! Read-only reports: `plan` (partitions, states, rows from footers, estimated keys and Redis
-//! memory), `status` (ledger and watermark per table) and `check --connect`.
+//! memory), `status` (ledger and watermark per table) and `check --connect`. Each is a method of
+//! [`Engine`] returning data; `main` prints it and picks the exit code.
 
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use super::Engine;
 use crate::config::TableConfig;
 use crate::encode::ValueFormat;
 use crate::error::PartitionError;
 use crate::load::prepare;
 use crate::plan::PartitionState;
-use crate::run::Engine;
+
+/// The `target` of the reports' log events: `coldsync::report`, the module they came from
+/// before it moved under `run`, so that log lines stay as they were.
+const REPORT_LOG_TARGET: &str = "coldsync::report";
 
 /// Approximate Redis bytes per key beyond its key and value bytes (dict entry, object headers,
 /// expiry entry, allocator rounding) for a string value.
@@ -173,6 +178,7 @@ impl Engine {
         if let Some(free) = report.redis_free_bytes {
             if report.est_memory_bytes > free {
                 tracing::warn!(
+                    target: REPORT_LOG_TARGET,
                     event = "memory_warning",
                     est_memory_bytes = report.est_memory_bytes,
                     redis_free_bytes = free,
@@ -184,14 +190,14 @@ impl Engine {
     }
 
     /// Per-table ledger summary.
-    pub async fn status(&self, tables: &[TableConfig]) -> Vec<TableStatus> {
+    pub async fn status(&self, tables: &[TableConfig]) -> Vec<LedgerStatus> {
         let mut out = Vec::new();
         for table in tables {
             let status = match (
                 self.ledger().entries(&table.name).await,
                 self.ledger().watermark(&table.name).await,
             ) {
-                (Ok(entries), Ok(watermark)) => TableStatus {
+                (Ok(entries), Ok(watermark)) => LedgerStatus {
                     table: table.name.clone(),
                     partitions_loaded: entries.len() as u64,
                     oldest_loaded: entries.keys().next().copied(),
@@ -202,10 +208,10 @@ impl Engine {
                     last_loaded_at: entries.values().map(|e| e.loaded_at.clone()).max(),
                     error: None,
                 },
-                (Err(err), _) | (_, Err(err)) => TableStatus {
+                (Err(err), _) | (_, Err(err)) => LedgerStatus {
                     table: table.name.clone(),
                     error: Some(err.to_string()),
-                    ..TableStatus::default()
+                    ..LedgerStatus::default()
                 },
             };
             out.push(status);
@@ -246,9 +252,9 @@ impl Engine {
     }
 }
 
-/// The ledger of one table.
+/// The ledger of one table, as `status` shows it.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct TableStatus {
+pub struct LedgerStatus {
     /// Table.
     pub table: String,
     /// Partitions recorded.

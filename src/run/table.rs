@@ -1,0 +1,390 @@
+//! One table's run: plan it, load each partition that needs it (with retries, in a span naming
+//! the partition), record each in the ledger once fully acknowledged, then forget what expired,
+//! update the watermark and report a late partition.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{NaiveDate, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::retry::{retry, Cancelled, RetryPolicy};
+use super::watermark::ledger_update;
+use super::{
+    partition_expiry, Counters, Engine, RunOptions, TableOutcome, TableStatus, LOG_TARGET,
+};
+use crate::config::{LoadMode, TableConfig};
+use crate::encode::ValueFormat;
+use crate::error::{PartitionError, RedisError};
+use crate::ledger::LedgerEntry;
+use crate::listing::TableListing;
+use crate::load::{prepare, send_partition, RowCommand};
+use crate::plan::{PartitionState, TablePlan};
+use crate::resp::WriteStyle;
+use crate::throttle::{RateLimit, RateLimiter};
+use crate::writer::WriteSession;
+
+/// One partition to load, with what its load needs to know.
+#[derive(Clone, Copy)]
+struct PartitionJob<'a> {
+    table: &'a TableConfig,
+    listing: &'a TableListing,
+    /// The ledger as it was when the table was planned.
+    entries: &'a BTreeMap<NaiveDate, LedgerEntry>,
+    date: NaiveDate,
+    /// Older than the newest loaded partition: write with the version guard.
+    guarded: bool,
+    limiter: &'a RateLimiter,
+}
+
+impl From<Cancelled> for PartitionError {
+    fn from(_: Cancelled) -> PartitionError {
+        PartitionError::Cancelled
+    }
+}
+
+impl Engine {
+    /// Runs one table: never fails, every problem ends up in the outcome (and the log).
+    pub(super) async fn run_table(
+        &self,
+        table: &TableConfig,
+        options: &RunOptions,
+        run_id: &str,
+        cancel: &CancellationToken,
+    ) -> TableOutcome {
+        let mut outcome = TableOutcome::new(&table.name);
+        let (listing, entries, plan) = match self.plan_table(table, options.as_of).await {
+            Ok(planned) => planned,
+            Err(err) => {
+                table_failed(&mut outcome, &err, "table failed");
+                return outcome;
+            }
+        };
+        log_plan_findings(table, &plan);
+        let dates = match options.backfill {
+            Some(b) => plan.dates_to_backfill(b.from, b.to, b.force),
+            None => plan.dates_to_load(),
+        };
+        let mut newest_loaded = entries.keys().next_back().copied();
+        let limits = self
+            .global_limit
+            .iter()
+            .cloned()
+            .chain(table.max_keys_per_sec.map(RateLimit::new))
+            .collect();
+        let limiter = RateLimiter::new(limits);
+        let mut loaded_now = Vec::new();
+        for date in dates {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let partition = &listing.partitions[&date];
+            let state = plan.partition(date).map_or("", |p| p.state.as_str());
+            let span = tracing::info_span!("partition", table = %table.name, date = %date);
+            if options.dry_run {
+                span.in_scope(|| {
+                    tracing::info!(
+                        target: LOG_TARGET,
+                        event = "partition_planned",
+                        table = %table.name,
+                        date = %date,
+                        state,
+                        files = partition.files.len(),
+                        bytes = partition.bytes(),
+                        "partition would be loaded"
+                    )
+                });
+                continue;
+            }
+            let job = PartitionJob {
+                table,
+                listing: &listing,
+                entries: &entries,
+                date,
+                guarded: newest_loaded.is_some_and(|newest| date < newest),
+                limiter: &limiter,
+            };
+            let loaded = self
+                .load_and_record(job, state, run_id, cancel)
+                .instrument(span)
+                .await;
+            match loaded {
+                Ok(stats) => {
+                    newest_loaded = Some(newest_loaded.map_or(date, |n| n.max(date)));
+                    loaded_now.push(date);
+                    outcome.partitions_loaded += 1;
+                    outcome.counters.add(&stats);
+                }
+                Err(_) => {
+                    outcome.partitions_failed += 1;
+                    outcome.worsen(TableStatus::Failed);
+                }
+            }
+        }
+        if !options.dry_run {
+            if let Err(err) = self
+                .update_ledger(table, &plan, &entries, &loaded_now, &mut outcome)
+                .await
+            {
+                table_failed(&mut outcome, &err, "ledger update failed");
+            }
+        }
+        if let Some(late) = plan.late {
+            log_partition_late(table, &plan, late);
+            outcome.late = Some(late);
+            outcome.worsen(TableStatus::Late);
+        }
+        outcome
+    }
+
+    /// Loads a partition (with retries) and records it in the ledger; logs `partition_loaded`
+    /// or `partition_failed`.
+    async fn load_and_record(
+        &self,
+        job: PartitionJob<'_>,
+        state: &str,
+        run_id: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Counters, PartitionError> {
+        let (table, date) = (job.table, job.date);
+        let started = Instant::now();
+        let loaded = async {
+            let stats = self.load_with_retries(job, cancel).await?;
+            let entry = LedgerEntry {
+                fingerprint: job.listing.partitions[&date].fingerprint(),
+                counters: stats,
+                run_id: run_id.to_string(),
+                loaded_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                expires_at_ms: partition_expiry(table, date).millis,
+            };
+            self.ledger.record(&table.name, date, &entry).await?;
+            Ok(stats)
+        }
+        .await;
+        match &loaded {
+            Ok(stats) => log_partition_loaded(table, date, state, stats, job.guarded, started),
+            Err(err) => log_partition_failed(table, date, err),
+        }
+        loaded
+    }
+
+    /// Forgets expired (and superseded snapshot) ledger entries and updates the watermark.
+    async fn update_ledger(
+        &self,
+        table: &TableConfig,
+        plan: &TablePlan,
+        entries: &BTreeMap<NaiveDate, LedgerEntry>,
+        loaded_now: &[NaiveDate],
+        outcome: &mut TableOutcome,
+    ) -> Result<(), RedisError> {
+        let update = ledger_update(table.mode, plan, entries, loaded_now);
+        self.ledger.forget(&table.name, &update.forget).await?;
+        self.ledger
+            .set_watermark(&table.name, update.watermark)
+            .await?;
+        outcome.watermark = update.watermark;
+        Ok(())
+    }
+
+    /// Loads a partition, retrying transient failures (`redis.retry_attempts` in all).
+    async fn load_with_retries(
+        &self,
+        job: PartitionJob<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Counters, PartitionError> {
+        let (table, date) = (job.table, job.date);
+        retry(
+            RetryPolicy::partition_loads(self.config.redis.retry_attempts),
+            cancel,
+            PartitionError::is_transient,
+            |err, attempt, _delay| {
+                tracing::warn!(
+                    target: LOG_TARGET,
+                    event = "partition_retry",
+                    table = %table.name,
+                    date = %date,
+                    attempt,
+                    error = %err,
+                    "transient failure, retrying the partition"
+                );
+            },
+            |_attempt| self.load_partition(job),
+        )
+        .await
+    }
+
+    /// Writes one partition (and, for snapshot tables with `delete_missing`, deletes the keys of
+    /// the previous snapshot that the new one did not rewrite).
+    async fn load_partition(&self, job: PartitionJob<'_>) -> Result<Counters, PartitionError> {
+        let PartitionJob {
+            table,
+            listing,
+            entries,
+            date,
+            guarded,
+            limiter,
+        } = job;
+        let partition = &listing.partitions[&date];
+        let concurrency = self.config.source.read_concurrency;
+        let prepared = prepare(&self.operator, table, partition, concurrency, false).await?;
+        let style = match (&table.format, guarded) {
+            (ValueFormat::Hash, guarded) => WriteStyle::Hash { guarded },
+            (_, true) => WriteStyle::GuardedSet,
+            (_, false) => WriteStyle::Set,
+        };
+        let expiry = partition_expiry(table, date);
+        let session = WriteSession::open(&self.config.redis).await?;
+        let stats = send_partition(
+            prepared,
+            session,
+            RowCommand::Write(style),
+            &expiry,
+            self.config.redis.batch_size,
+            limiter,
+        )
+        .await?;
+        if table.mode == LoadMode::Snapshot && table.delete_missing {
+            let previous = entries.keys().copied().filter(|d| *d < date).max();
+            match previous.and_then(|d| listing.partitions.get(&d)) {
+                Some(old) => {
+                    let prepared = prepare(&self.operator, table, old, concurrency, true).await?;
+                    let session = WriteSession::open(&self.config.redis).await?;
+                    let deleted = send_partition(
+                        prepared,
+                        session,
+                        RowCommand::DeleteIfOlder,
+                        &expiry,
+                        self.config.redis.batch_size,
+                        limiter,
+                    )
+                    .await?;
+                    tracing::info!(
+                        target: LOG_TARGET,
+                        event = "snapshot_keys_deleted",
+                        table = %table.name,
+                        date = %date,
+                        previous = %old.date,
+                        deleted = deleted.keys,
+                        "keys absent from the new snapshot deleted"
+                    );
+                }
+                None => {
+                    if let Some(previous) = previous {
+                        tracing::warn!(
+                            target: LOG_TARGET,
+                            event = "snapshot_previous_missing",
+                            table = %table.name,
+                            date = %date,
+                            previous = %previous,
+                            "previous snapshot files are gone: its keys absent from the new one expire by TTL"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// Logs what the plan found that the run will not load: partition values that are not dates,
+/// and cold partitions not complete yet.
+fn log_plan_findings(table: &TableConfig, plan: &TablePlan) {
+    for value in &plan.invalid_values {
+        tracing::warn!(
+            target: LOG_TARGET,
+            event = "partition_skipped",
+            table = %table.name,
+            value = %value,
+            reason = "partition value is not a date in partition_format",
+            "partition skipped"
+        );
+    }
+    for partition in plan
+        .partitions
+        .iter()
+        .filter(|p| p.state == PartitionState::Incomplete)
+    {
+        tracing::info!(
+            target: LOG_TARGET,
+            event = "partition_incomplete",
+            table = %table.name,
+            date = %partition.date,
+            reason = partition.reason.as_deref().unwrap_or(""),
+            "partition incomplete"
+        );
+    }
+}
+
+/// Marks the table failed and logs the `table_failed` event.
+fn table_failed(outcome: &mut TableOutcome, err: &dyn std::fmt::Display, message: &str) {
+    tracing::error!(target: LOG_TARGET, event = "table_failed", table = %outcome.table, error = %err, "{message}");
+    outcome.worsen(TableStatus::Failed);
+    outcome.error = Some(err.to_string());
+}
+
+fn log_partition_loaded(
+    table: &TableConfig,
+    date: NaiveDate,
+    state: &str,
+    stats: &Counters,
+    guarded: bool,
+    started: Instant,
+) {
+    let Counters {
+        files,
+        rows,
+        keys,
+        skipped_null_keys,
+        kept_newer,
+        bytes,
+        payload_bytes,
+    } = *stats;
+    tracing::info!(
+        target: LOG_TARGET,
+        event = "partition_loaded",
+        table = %table.name,
+        date = %date,
+        state,
+        files,
+        rows,
+        keys,
+        skipped_null_keys,
+        kept_newer,
+        bytes,
+        payload_bytes,
+        guarded,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "partition loaded"
+    );
+}
+
+fn log_partition_failed(table: &TableConfig, date: NaiveDate, err: &PartitionError) {
+    tracing::error!(
+        target: LOG_TARGET,
+        event = "partition_failed",
+        table = %table.name,
+        date = %date,
+        file = err.file().unwrap_or(""),
+        transient = err.is_transient(),
+        error = %err,
+        "partition failed"
+    );
+}
+
+fn log_partition_late(table: &TableConfig, plan: &TablePlan, late: NaiveDate) {
+    let reason = plan
+        .partition(late)
+        .map(|p| p.reason.as_deref().unwrap_or("incomplete"))
+        .unwrap_or("missing");
+    tracing::error!(
+        target: LOG_TARGET,
+        event = "partition_late",
+        table = %table.name,
+        date = %late,
+        today = %plan.today,
+        partition = %table.format_partition_value(late),
+        reason,
+        "newest cold partition is not complete: readers miss a day"
+    );
+}
