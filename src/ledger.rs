@@ -6,7 +6,7 @@
 //! - `<prefix>:{<table>}:watermark`: string `YYYY-MM-DD`, the newest date loaded with every older
 //!   partition of the window loaded too.
 //!
-//! Control commands go through the `redis` crate; the bulk writes go through [`crate::writer`].
+//! Control commands go through the `redis` crate; the bulk writes go through [`crate::redis`].
 
 use std::collections::BTreeMap;
 

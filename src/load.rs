@@ -17,9 +17,8 @@ use crate::encode::{EncodeSpec, EncodedRows, RowEncoder, ValueFormat};
 use crate::error::{FileError, PartitionError, RedisError};
 use crate::listing::DiscoveredPartition;
 use crate::reader::{open_file, OpenedFile};
-use crate::resp::{route, CommandBatch, Expiry, ScriptShas, WriteStyle};
+use crate::redis::{route, CommandBatch, Expiry, ScriptShas, WriteSession, WriteStyle};
 use crate::throttle::RateLimiter;
-use crate::writer::WriteSession;
 
 /// Record batches decoded ahead of the encoder, per file.
 const READ_AHEAD_BATCHES: usize = 2;

@@ -18,10 +18,9 @@ use crate::ledger::{Ledger, LedgerEntry};
 use crate::listing::{list_table, TableListing};
 use crate::load::{prepare, send_partition, PartitionStats, RowCommand};
 use crate::plan::{plan_table, PartitionState, TablePlan};
-use crate::resp::{Expiry, WriteStyle};
+use crate::redis::{Expiry, WriteSession, WriteStyle};
 use crate::source::build_operator;
 use crate::throttle::{run_adaptive, RateLimit, RateLimiter, ADAPTIVE_CEILING};
-use crate::writer::WriteSession;
 
 /// Process exit codes, documented in the README.
 pub mod exit_code {

@@ -9,8 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RedisConfig;
-use crate::resp::CommandBatch;
-use crate::writer::Connection;
+use crate::redis::{CommandBatch, Connection};
 
 /// A write-rate limit in keys per second, shared by every load of a run (the global limit) or
 /// of a table; `None` rate means unlimited. Waits so that on average no more than `rate` keys

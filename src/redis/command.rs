@@ -1,76 +1,27 @@
 //! Redis commands in RESP, built straight from encoded rows into one reusable byte buffer.
 //!
 //! Plain writes are `SET key value PXAT ms`. Writes that must not overwrite newer data (loading a
-//! partition older than the newest loaded one) and hash values go through small Lua scripts, so
+//! partition older than the newest loaded one) go through the Lua scripts of
+//! [`super::script`]; hash values are replaced whole, in a `MULTI` transaction or a script, so
 //! each key is replaced atomically: readers never see a missing key or a half-written hash.
-//!
-//! The version guard uses the key's absolute expiry as its version: every key of a partition
-//! expires at `partition date + retention_days`, so a later expiry means a newer partition.
 
 use crate::encode::EncodedRows;
 
-/// `EVALSHA sha 1 key value expiry_ms`: SET with PXAT unless the key expires later (is newer).
-/// Returns 1 when written, 0 when a newer value was kept.
-pub const GUARDED_SET_SCRIPT: &str = r#"local at = tonumber(ARGV[2])
-if redis.call('PEXPIRETIME', KEYS[1]) > at then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-return 1"#;
+use super::script::ScriptShas;
 
-/// `EVALSHA sha N key1..keyN expiry_ms guard n1 field value ... n2 field value ...`: replaces
-/// each key's whole hash (`ni` field/value pairs; none: the key is deleted) and sets its expiry,
-/// each key atomically. With guard `1`, a key that expires later (is newer) is kept. Several keys
-/// per call spread the script's fixed cost. Returns how many keys were written.
-pub const HASH_REPLACE_SCRIPT: &str = r#"local at = tonumber(ARGV[1])
-local guard = ARGV[2] == '1'
-local pos = 3
-local written = 0
-for i = 1, #KEYS do
-  local n = tonumber(ARGV[pos])
-  local key = KEYS[i]
-  if not (guard and redis.call('PEXPIRETIME', key) > at) then
-    redis.call('DEL', key)
-    if n > 0 then
-      redis.call('HSET', key, unpack(ARGV, pos + 1, pos + 2 * n))
-      redis.call('PEXPIREAT', key, ARGV[1])
-    end
-    written = written + 1
-  end
-  pos = pos + 1 + 2 * n
-end
-return written"#;
-
-/// Keys per hash-replacement script call.
+/// Keys per hash-replacement script call or `MULTI` transaction.
 pub const HASH_KEYS_PER_CALL: usize = 32;
-
-/// `EVALSHA sha 1 key expiry_ms`: deletes the key if it expires before `expiry_ms`, i.e. it was
-/// not rewritten by the snapshot that expires then. Returns 1 when deleted.
-pub const DELETE_IF_OLDER_SCRIPT: &str = r#"local t = redis.call('PEXPIRETIME', KEYS[1])
-if t >= 0 and t < tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0"#;
-
-/// SHA1 digests of the scripts, as returned by `SCRIPT LOAD` on the write connections.
-#[derive(Debug, Clone, Default)]
-pub struct ScriptShas {
-    /// [`GUARDED_SET_SCRIPT`].
-    pub guarded_set: String,
-    /// [`HASH_REPLACE_SCRIPT`].
-    pub hash_replace: String,
-    /// [`DELETE_IF_OLDER_SCRIPT`].
-    pub delete_if_older: String,
-}
 
 /// How the rows of a partition are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteStyle {
     /// `SET key value PXAT ms`: the partition is the newest loaded, nothing newer to protect.
     Set,
-    /// Guarded SET through [`GUARDED_SET_SCRIPT`].
+    /// Guarded SET through [`super::script::GUARDED_SET_SCRIPT`].
     GuardedSet,
     /// Hash replacement: unguarded as `MULTI`, (`DEL`, `HSET`, `PEXPIREAT`) per key, `EXEC`
-    /// (native commands, atomic per transaction); guarded through [`HASH_REPLACE_SCRIPT`].
+    /// (native commands, atomic per transaction); guarded through
+    /// [`super::script::HASH_REPLACE_SCRIPT`].
     Hash {
         /// Keep keys that expire later (are newer).
         guarded: bool,
