@@ -18,7 +18,7 @@ use crate::ledger::{Ledger, LedgerEntry};
 use crate::listing::{list_table, TableListing};
 use crate::load::{prepare, send_partition, PartitionStats, RowCommand};
 use crate::plan::{plan_table, PartitionState, TablePlan};
-use crate::redis::{Expiry, WriteSession, WriteStyle};
+use crate::redis::{Connector, Expiry, WriteSession, WriteStyle};
 use crate::source::build_operator;
 use crate::throttle::{run_adaptive, RateLimit, RateLimiter, ADAPTIVE_CEILING};
 
@@ -170,6 +170,8 @@ pub struct Engine {
     config: Config,
     operator: Operator,
     ledger: Ledger,
+    /// Opens every Redis connection of the engine (TLS set up once).
+    connector: Arc<Connector>,
     /// `redis.max_keys_per_sec`, or the adaptive rate; shared by every table of a run.
     global_limit: Option<Arc<RateLimit>>,
 }
@@ -206,7 +208,8 @@ impl Engine {
     /// Builds the object-store operator, connects to Redis and checks its version.
     pub async fn connect(config: Config) -> Result<Engine, StartError> {
         let operator = build_operator(&config.source)?;
-        let ledger = Ledger::connect(&config.redis, &config.ledger_prefix).await?;
+        let connector = Arc::new(Connector::new(&config.redis)?);
+        let ledger = Ledger::open(&connector, &config.ledger_prefix).await?;
         ledger.check_version().await?;
         let global_limit = match (config.redis.max_keys_per_sec, config.redis.adaptive_latency) {
             (Some(rate), _) => Some(RateLimit::new(rate)),
@@ -217,6 +220,7 @@ impl Engine {
             config,
             operator,
             ledger,
+            connector,
             global_limit,
         })
     }
@@ -289,7 +293,7 @@ impl Engine {
         {
             if !options.dry_run {
                 tokio::spawn(run_adaptive(
-                    self.config.redis.clone(),
+                    self.connector.clone(),
                     target,
                     limit.clone(),
                     stop_probe.clone(),
@@ -640,7 +644,7 @@ impl Engine {
             (_, false) => WriteStyle::Set,
         };
         let expiry = partition_expiry(table, date);
-        let session = WriteSession::open(&self.config.redis).await?;
+        let session = WriteSession::open(&self.connector).await?;
         let stats = send_partition(
             prepared,
             session,
@@ -655,7 +659,7 @@ impl Engine {
             match previous.and_then(|d| listing.partitions.get(&d)) {
                 Some(old) => {
                     let prepared = prepare(&self.operator, table, old, concurrency, true).await?;
-                    let session = WriteSession::open(&self.config.redis).await?;
+                    let session = WriteSession::open(&self.connector).await?;
                     let deleted = send_partition(
                         prepared,
                         session,

@@ -5,16 +5,14 @@
 //! This speaks RESP directly over TCP (or TLS) instead of going through a generic client: the
 //! commands are already bytes (see [`super::command`]) and replies are checked without allocating.
 
-
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::RedisConfig;
 use crate::error::RedisError;
 
 use super::command::CommandBatch;
-use super::connection::Connection;
+use super::connection::{Connection, Connector};
 use super::reply::{Reply, ReplyReader};
 use super::script::ScriptShas;
 
@@ -143,10 +141,11 @@ pub struct SessionBroken;
 
 impl WriteSession {
     /// Opens `redis.connections` connections and loads the write scripts.
-    pub async fn open(config: &RedisConfig) -> Result<WriteSession, RedisError> {
+    pub async fn open(connector: &Connector) -> Result<WriteSession, RedisError> {
+        let config = connector.config();
         let mut connections = Vec::with_capacity(config.connections);
         for _ in 0..config.connections {
-            connections.push(Connection::open(config).await?);
+            connections.push(connector.open().await?);
         }
         let shas = ScriptShas::load(&mut connections[0]).await?;
         let mut senders = Vec::with_capacity(connections.len());
