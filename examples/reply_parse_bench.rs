@@ -56,11 +56,15 @@ fn stream() -> (Vec<u8>, usize, Tally) {
             }
             // Guarded writes.
             2..=29 => {
-                out.extend_from_slice(if i % 3 == 0 { b":0\r\n" } else { b":1\r\n" });
-                tally.integers += i64::from(i % 3 != 0);
+                out.extend_from_slice(if i.is_multiple_of(3) {
+                    b":0\r\n"
+                } else {
+                    b":1\r\n"
+                });
+                tally.integers += i64::from(!i.is_multiple_of(3));
                 replies += 1;
             }
-            _ if i % 9973 == 0 => {
+            _ if i.is_multiple_of(9973) => {
                 out.extend_from_slice(
                     b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
                 );

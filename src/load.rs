@@ -36,6 +36,8 @@ pub struct PartitionStats {
     pub skipped_null_keys: u64,
     /// Guarded writes that kept a newer value.
     pub kept_newer: u64,
+    /// Keys deleted because their hash was empty (every value null).
+    pub deleted_empty_keys: u64,
     /// Bytes of the data files.
     pub bytes: u64,
     /// Bytes of keys and values sent.
@@ -171,8 +173,11 @@ pub struct Produced {
     pub skipped_null_keys: u64,
     /// Bytes of keys and values encoded.
     pub payload_bytes: u64,
-    /// Keys (rows with a key) for which commands were built.
+    /// Keys (rows with a key) for which writes were built.
     pub keys: u64,
+    /// Keys of rows whose hash is empty (every value null): deleted, not written (an export
+    /// leaves them out).
+    pub deleted_empty_keys: u64,
 }
 
 /// Reads every row of a prepared partition, builds one command per row, routes each key to one of
@@ -218,10 +223,11 @@ pub async fn produce_commands(
                         out.push_delete_if_older(rows.key(row), &expiry, &shas)
                     }
                 }
-                if out.pending_keys() >= batch_size {
+                if out.is_full(batch_size) {
                     out.seal();
                     let full = std::mem::replace(out, new_batch());
-                    produced.keys += full.pending_keys() as u64;
+                    produced.keys += (full.pending_keys() - full.empty_keys()) as u64;
+                    produced.deleted_empty_keys += full.empty_keys() as u64;
                     if sink.send((target, full)).await.is_err() {
                         return Ok(produced);
                     }
@@ -241,11 +247,10 @@ pub async fn produce_commands(
     }
     for (target, mut batch) in pending.into_iter().enumerate() {
         batch.seal();
-        if !batch.is_empty() {
-            produced.keys += batch.pending_keys() as u64;
-            if sink.send((target, batch)).await.is_err() {
-                break;
-            }
+        produced.keys += (batch.pending_keys() - batch.empty_keys()) as u64;
+        produced.deleted_empty_keys += batch.empty_keys() as u64;
+        if !batch.is_empty() && sink.send((target, batch)).await.is_err() {
+            break;
         }
     }
     Ok(produced)
@@ -293,18 +298,20 @@ pub async fn send_partition(
     let totals = session.finish().await;
     let produced = produced??;
     let totals = totals?;
-    if broken || totals.keys != produced.keys {
+    let sent = produced.keys + produced.deleted_empty_keys;
+    if broken || totals.keys != sent {
         return Err(RedisError::Protocol(format!(
-            "{} keys sent but {} acknowledged",
-            produced.keys, totals.keys
+            "{sent} keys sent but {} acknowledged",
+            totals.keys
         ))
         .into());
     }
     stats.rows = produced.rows;
     stats.skipped_null_keys = produced.skipped_null_keys;
     stats.payload_bytes = produced.payload_bytes;
-    stats.keys = totals.keys - totals.kept_newer;
+    stats.keys = totals.keys - totals.kept_newer - totals.deleted_empty_keys;
     stats.kept_newer = totals.kept_newer;
+    stats.deleted_empty_keys = totals.deleted_empty_keys;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "partition sent"

@@ -17,7 +17,10 @@ pub mod reply;
 pub mod script;
 pub mod session;
 
-pub use command::{parse_command, route, CommandBatch, Expiry, WriteStyle, HASH_KEYS_PER_CALL};
+pub use command::{
+    parse_command, route, Acknowledges, CommandBatch, Expiry, WriteStyle, HASH_KEYS_PER_CALL,
+    MAX_BATCH_BYTES,
+};
 pub use connection::{ConnectStep, Connection, Connector, RedisStream};
 pub use reply::{Reply, ReplyReader};
 pub use script::{ScriptShas, DELETE_IF_OLDER_SCRIPT, GUARDED_SET_SCRIPT, HASH_REPLACE_SCRIPT};

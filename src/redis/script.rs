@@ -13,11 +13,13 @@ return 1"#;
 /// `EVALSHA sha N key1..keyN expiry_ms guard n1 field value ... n2 field value ...`: replaces
 /// each key's whole hash (`ni` field/value pairs; none: the key is deleted) and sets its expiry,
 /// each key atomically. With guard `1`, a key that expires later (is newer) is kept. Several keys
-/// per call spread the script's fixed cost. Returns how many keys were written.
+/// per call spread the script's fixed cost. Returns `[written, deleted]`: keys written, and keys
+/// deleted because their hash is empty (Redis has no empty hash); the others kept a newer value.
 pub const HASH_REPLACE_SCRIPT: &str = r#"local at = tonumber(ARGV[1])
 local guard = ARGV[2] == '1'
 local pos = 3
 local written = 0
+local deleted = 0
 for i = 1, #KEYS do
   local n = tonumber(ARGV[pos])
   local key = KEYS[i]
@@ -26,12 +28,14 @@ for i = 1, #KEYS do
     if n > 0 then
       redis.call('HSET', key, unpack(ARGV, pos + 1, pos + 2 * n))
       redis.call('PEXPIREAT', key, ARGV[1])
+      written = written + 1
+    else
+      deleted = deleted + 1
     end
-    written = written + 1
   end
   pos = pos + 1 + 2 * n
 end
-return written"#;
+return {written, deleted}"#;
 
 /// `EVALSHA sha 1 key expiry_ms`: deletes the key if it expires before `expiry_ms`, i.e. it was
 /// not rewritten by the snapshot that expires then. Returns 1 when deleted.

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::error::RedisError;
 
-use super::command::CommandBatch;
+use super::command::{Acknowledges, CommandBatch};
 use super::connection::{Connection, Connector};
 use super::reply::{Reply, ReplyReader};
 use super::script::ScriptShas;
@@ -19,16 +19,20 @@ use super::script::ScriptShas;
 /// Counts of what the replies said.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteTotals {
-    /// Keys whose writes were acknowledged (a multi-key script call counts its keys).
+    /// Keys whose commands were acknowledged (a multi-key call counts its keys): written, kept
+    /// newer or deleted as empty.
     pub keys: u64,
     /// Guarded writes that kept a newer value (script replied 0).
     pub kept_newer: u64,
+    /// Keys deleted because their hash is empty (every value null): Redis has no empty hash.
+    pub deleted_empty_keys: u64,
 }
 
 impl WriteTotals {
     fn add(&mut self, other: WriteTotals) {
         self.keys += other.keys;
         self.kept_newer += other.kept_newer;
+        self.deleted_empty_keys += other.deleted_empty_keys;
     }
 }
 
@@ -86,13 +90,25 @@ async fn check_replies<R: AsyncRead + Unpin>(
     let mut totals = WriteTotals::default();
     for index in 0..batch.len() {
         let keys = batch.keys_of(index);
-        match reader.next().await? {
-            Reply::Simple => {}
-            Reply::Integer(written) if (0..=keys as i64).contains(&written) => {
+        let unexpected = |reply: &Reply| {
+            RedisError::Protocol(format!(
+                "unexpected reply {reply:?} to the write of key {:?}",
+                batch.key_of(index)
+            ))
+        };
+        match (reader.next().await?, batch.acknowledges(index)) {
+            (Reply::Error(message), _) => {
+                return Err(RedisError::Reply {
+                    key: batch.key_of(index),
+                    message,
+                })
+            }
+            (Reply::Simple, _) => {}
+            (Reply::Integer(written), _) if (0..=keys as i64).contains(&written) => {
                 totals.kept_newer += keys - written as u64;
             }
             // EXEC: the replies of the queued commands.
-            Reply::Array(replies) => {
+            (Reply::Array(replies), Acknowledges::Exec { empty }) => {
                 if let Some(Reply::Error(message)) =
                     replies.iter().find(|r| matches!(r, Reply::Error(_)))
                 {
@@ -109,19 +125,18 @@ async fn check_replies<R: AsyncRead + Unpin>(
                         batch.key_of(index)
                     )));
                 }
+                totals.deleted_empty_keys += u64::from(empty);
             }
-            Reply::Error(message) => {
-                return Err(RedisError::Reply {
-                    key: batch.key_of(index),
-                    message,
-                })
-            }
-            other => {
-                return Err(RedisError::Protocol(format!(
-                    "unexpected reply {other:?} to the write of key {:?}",
-                    batch.key_of(index)
-                )))
-            }
+            (Reply::Array(counts), Acknowledges::WrittenAndDeleted) => match counts[..] {
+                [Reply::Integer(written), Reply::Integer(deleted)]
+                    if written >= 0 && deleted >= 0 && (written + deleted) as u64 <= keys =>
+                {
+                    totals.kept_newer += keys - (written + deleted) as u64;
+                    totals.deleted_empty_keys += deleted as u64;
+                }
+                _ => return Err(unexpected(&Reply::Array(counts))),
+            },
+            (other, _) => return Err(unexpected(&other)),
         }
         totals.keys += keys;
     }
@@ -217,6 +232,7 @@ impl WriteSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redis::{Expiry, ScriptShas, WriteStyle};
 
     #[tokio::test]
     async fn error_reply_names_the_key() {
@@ -236,8 +252,54 @@ mod tests {
             check_replies(&mut reader, &batch).await.unwrap(),
             WriteTotals {
                 keys: 2,
-                kept_newer: 1
+                kept_newer: 1,
+                deleted_empty_keys: 0,
             }
         );
+    }
+
+    #[tokio::test]
+    async fn replies_count_written_kept_and_deleted_keys() {
+        // EXEC of a transaction of two keys, the second one empty (deleted).
+        let mut batch = CommandBatch::default();
+        let rows = crate::redis::command::tests::hash_rows();
+        let (expiry, shas) = (Expiry::at(5), ScriptShas::default());
+        let style = WriteStyle::Hash { guarded: false };
+        batch.push_row(&rows, 0, style, &expiry, &shas);
+        batch.push_row(&rows, 1, style, &expiry, &shas);
+        batch.seal();
+        let replies =
+            b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*4\r\n:0\r\n:1\r\n:1\r\n:1\r\n";
+        let totals = check_replies(&mut ReplyReader::new(&replies[..]), &batch).await;
+        assert_eq!(
+            totals.unwrap(),
+            WriteTotals {
+                keys: 2,
+                kept_newer: 0,
+                deleted_empty_keys: 1,
+            }
+        );
+
+        // The guarded script: 32 keys, `[written, deleted]`, the rest kept newer.
+        let mut batch = CommandBatch::default();
+        let style = WriteStyle::Hash { guarded: true };
+        for _ in 0..16 {
+            batch.push_row(&rows, 0, style, &expiry, &shas);
+            batch.push_row(&rows, 1, style, &expiry, &shas);
+        }
+        assert_eq!(batch.len(), 1);
+        let mut reader = ReplyReader::new(&b"*2\r\n:10\r\n:16\r\n"[..]);
+        assert_eq!(
+            check_replies(&mut reader, &batch).await.unwrap(),
+            WriteTotals {
+                keys: 32,
+                kept_newer: 6,
+                deleted_empty_keys: 16,
+            }
+        );
+        // More keys than the call covers is not a valid answer.
+        let mut reader = ReplyReader::new(&b"*2\r\n:20\r\n:16\r\n"[..]);
+        let totals = check_replies(&mut reader, &batch).await;
+        assert!(matches!(totals, Err(RedisError::Protocol(_))), "{totals:?}");
     }
 }
