@@ -21,9 +21,9 @@ pub const MIN_REDIS_MAJOR: u32 = 7;
 impl Connector {
     /// Opens the control connection, checked with `PING`.
     pub async fn control(&self) -> Result<MultiplexedConnection, RedisError> {
-        // The process-wide rustls provider is still installed here, as before the control client
-        // shared the bulk writer's TLS: rustls users that consult it (the object store's HTTP
-        // client) keep the provider they had. Idempotent; an error only means one is installed.
+        // ring as the process-wide rustls provider, installed here as it always was (the redis
+        // crate's TLS needed it): rustls users that consult it (the object store's HTTP client,
+        // when built after this) keep the provider they had. An error only means one is set.
         let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let stream = self.open_pinged().await?.into_stream();
         // Already authenticated and on its database: the crate only announces itself (`CLIENT

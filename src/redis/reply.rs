@@ -9,6 +9,15 @@
 //!
 //! A reply is parsed from the read buffer once it is complete there (a partial reply is parsed
 //! again after the next read): no per-element task or allocation for the integers of an `EXEC`.
+//!
+//! Why not a crate: `examples/reply_parse_bench.rs` parses 1M load-path replies (`+OK`, `:1`/`:0`,
+//! `MULTI`/`+QUEUED`/`EXEC` arrays of 3*32 integers, a few errors), async, 64 KiB reads, best of 9
+//! rounds, three runs on the 2-core VM (`cargo build --release --example reply_parse_bench`, then
+//! `target/release/examples/reply_parse_bench 9`): this reader 35-37 ns/reply, the hand-written
+//! reader it replaced 62-63, `redis-protocol` 6.0 `decode_range` 46-48, the `redis` crate's
+//! `ValueCodec` 200-207.
+//! Neither crate bounds what it buffers either (an endless line or a huge announced length
+//! waits for more bytes), so they would need these bounds around them all the same.
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
