@@ -149,7 +149,7 @@ pub enum RedisError {
     Protocol(String),
     /// An error from the redis client used for control commands (ledger, INFO, scripts).
     #[error("redis command failed: {0}")]
-    Client(#[from] redis::RedisError),
+    Client(#[from] ::redis::RedisError),
 }
 
 impl RedisError {

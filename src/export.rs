@@ -10,7 +10,7 @@ use crate::encode::ValueFormat;
 use crate::error::PartitionError;
 use crate::listing::list_table;
 use crate::load::{export_partition, prepare, ExportError, Produced};
-use crate::resp::WriteStyle;
+use crate::redis::WriteStyle;
 use crate::run::partition_expiry;
 use crate::source::build_operator;
 

@@ -6,16 +6,17 @@
 //! - `<prefix>:{<table>}:watermark`: string `YYYY-MM-DD`, the newest date loaded with every older
 //!   partition of the window loaded too.
 //!
-//! Control commands go through the `redis` crate; the bulk writes go through [`crate::writer`].
+//! The ledger's commands go through the control client of [`crate::redis::control`].
 
 use std::collections::BTreeMap;
 
+use ::redis::aio::MultiplexedConnection;
 use chrono::NaiveDate;
-use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RedisConfig;
 use crate::error::RedisError;
+use crate::redis::{control, Connector};
 use crate::run::Counters;
 
 /// One loaded partition, as recorded. Its JSON is flat: the counters sit beside the fingerprint
@@ -50,70 +51,16 @@ pub struct Ledger {
     prefix: String,
 }
 
-/// Opens a `redis` crate client for the configured server.
-pub fn client(config: &RedisConfig) -> Result<redis::Client, RedisError> {
-    // Both rustls providers are linked (through different dependencies), so rustls cannot pick
-    // one by itself: choose ring, as the bulk writer does. Idempotent; an error only means a
-    // provider was already installed.
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let scheme = if config.tls { "rediss" } else { "redis" };
-    let host = if config.host.contains(':') {
-        format!("[{}]", config.host)
-    } else {
-        config.host.clone()
-    };
-    let mut url = url::Url::parse(&format!("{scheme}://{host}:{}/{}", config.port, config.db))
-        .map_err(|err| RedisError::Protocol(format!("bad redis address: {err}")))?;
-    if let Some(user) = &config.username {
-        let _ = url.set_username(user);
-    }
-    if let Some(password) = &config.password {
-        let _ = url.set_password(Some(password.expose()));
-    }
-    if config.tls && config.tls_insecure {
-        url.set_fragment(Some("insecure"));
-    }
-    match (&config.tls_ca_file, config.tls) {
-        (Some(path), true) => {
-            let pem = std::fs::read(path).map_err(|err| RedisError::Connect {
-                addr: config.masked_url(),
-                message: format!("cannot read {}: {err}", path.display()),
-                transient: false,
-            })?;
-            Ok(redis::Client::build_with_tls(
-                url.as_str(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                },
-            )?)
-        }
-        _ => Ok(redis::Client::open(url.as_str())?),
-    }
-}
-
 impl Ledger {
     /// Connects and checks the server answers `PING`.
     pub async fn connect(config: &RedisConfig, prefix: &str) -> Result<Ledger, RedisError> {
-        let client = client(config)?;
-        let connect = client.get_multiplexed_async_connection();
-        let mut connection = tokio::time::timeout(config.timeout, connect)
-            .await
-            .map_err(|_| RedisError::Connect {
-                addr: config.masked_url(),
-                message: format!("timed out after {}s", config.timeout.as_secs()),
-                transient: true,
-            })?
-            .map_err(|err| RedisError::Connect {
-                addr: config.masked_url(),
-                transient: err.is_io_error() || err.is_connection_refusal() || err.is_timeout(),
-                message: err.to_string(),
-            })?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await?;
+        Ledger::open(&Connector::new(config)?, prefix).await
+    }
+
+    /// Opens the control connection through `connector` and checks the server answers `PING`.
+    pub async fn open(connector: &Connector, prefix: &str) -> Result<Ledger, RedisError> {
         Ok(Ledger {
-            connection,
+            connection: connector.control().await?,
             prefix: prefix.to_string(),
         })
     }
@@ -134,7 +81,7 @@ impl Ledger {
         table: &str,
     ) -> Result<BTreeMap<NaiveDate, LedgerEntry>, RedisError> {
         let mut connection = self.connection.clone();
-        let raw: BTreeMap<String, String> = redis::cmd("HGETALL")
+        let raw: BTreeMap<String, String> = ::redis::cmd("HGETALL")
             .arg(self.partitions_key(table))
             .query_async(&mut connection)
             .await?;
@@ -160,7 +107,7 @@ impl Ledger {
     ) -> Result<(), RedisError> {
         let mut connection = self.connection.clone();
         let json = serde_json::to_string(entry).expect("ledger entry serializes");
-        redis::cmd("HSET")
+        ::redis::cmd("HSET")
             .arg(self.partitions_key(table))
             .arg(date.format("%Y-%m-%d").to_string())
             .arg(json)
@@ -175,7 +122,7 @@ impl Ledger {
             return Ok(());
         }
         let mut connection = self.connection.clone();
-        let mut cmd = redis::cmd("HDEL");
+        let mut cmd = ::redis::cmd("HDEL");
         cmd.arg(self.partitions_key(table));
         for date in dates {
             cmd.arg(date.format("%Y-%m-%d").to_string());
@@ -187,7 +134,7 @@ impl Ledger {
     /// The recorded watermark.
     pub async fn watermark(&self, table: &str) -> Result<Option<NaiveDate>, RedisError> {
         let mut connection = self.connection.clone();
-        let value: Option<String> = redis::cmd("GET")
+        let value: Option<String> = ::redis::cmd("GET")
             .arg(self.watermark_key(table))
             .query_async(&mut connection)
             .await?;
@@ -203,14 +150,14 @@ impl Ledger {
         let mut connection = self.connection.clone();
         match date {
             Some(date) => {
-                redis::cmd("SET")
+                ::redis::cmd("SET")
                     .arg(self.watermark_key(table))
                     .arg(date.format("%Y-%m-%d").to_string())
                     .query_async::<()>(&mut connection)
                     .await?
             }
             None => {
-                redis::cmd("DEL")
+                ::redis::cmd("DEL")
                     .arg(self.watermark_key(table))
                     .query_async::<i64>(&mut connection)
                     .await?;
@@ -221,36 +168,11 @@ impl Ledger {
 
     /// `INFO <section>` parsed into its `name:value` lines.
     pub async fn info(&self, section: &str) -> Result<BTreeMap<String, String>, RedisError> {
-        let mut connection = self.connection.clone();
-        let text: String = redis::cmd("INFO")
-            .arg(section)
-            .query_async(&mut connection)
-            .await?;
-        Ok(text
-            .lines()
-            .filter_map(|line| line.split_once(':'))
-            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-            .collect())
+        control::info(&self.connection, section).await
     }
 
     /// Fails unless the server is Redis 7.0 or newer (the writes rely on `PEXPIRETIME`).
     pub async fn check_version(&self) -> Result<String, RedisError> {
-        let info = self.info("server").await?;
-        let version = info.get("redis_version").cloned().unwrap_or_default();
-        let major: u32 = version
-            .split('.')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0);
-        if major < 7 {
-            return Err(RedisError::Connect {
-                addr: "redis".into(),
-                message: format!(
-                    "redis {version:?} is too old: coldsync needs 7.0 or newer (PEXPIRETIME)"
-                ),
-                transient: false,
-            });
-        }
-        Ok(version)
+        control::check_version(&self.connection).await
     }
 }

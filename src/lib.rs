@@ -10,8 +10,7 @@
 //! - [`reader`]: async Parquet reading over opendal, footers first, only the needed columns.
 //! - [`template`]: key templates such as `cold:orders:{order_id}`.
 //! - [`encode`]: Arrow rows to key and value bytes in the reader layouts (json, hash, column, delimited).
-//! - [`resp`]: Redis commands (RESP) built from encoded rows, with absolute expiries.
-//! - [`writer`]: pipelined bulk writer over several Redis connections, every reply checked.
+//! - [`redis`]: everything that talks to Redis: commands, replies, connections, the bulk writer.
 //! - [`ledger`]: what was loaded (fingerprints, counts, watermark), kept in Redis itself.
 //! - [`load`]: loads one partition end to end.
 //! - [`export`]: the RESP stream of a partition, for `redis-cli --pipe`.
@@ -33,9 +32,8 @@ pub mod load;
 pub mod logging;
 pub mod plan;
 pub mod reader;
-pub mod resp;
+pub mod redis;
 pub mod run;
 pub mod source;
 pub mod template;
 pub mod throttle;
-pub mod writer;

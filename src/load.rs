@@ -17,10 +17,9 @@ use crate::encode::{EncodeSpec, EncodedRows, RowEncoder, ValueFormat};
 use crate::error::{FileError, PartitionError, RedisError};
 use crate::listing::DiscoveredPartition;
 use crate::reader::{open_file, OpenedFile};
-use crate::resp::{route, CommandBatch, Expiry, ScriptShas, WriteStyle};
+use crate::redis::{route, CommandBatch, Expiry, ScriptShas, WriteSession, WriteStyle};
 use crate::run::Counters;
 use crate::throttle::RateLimiter;
-use crate::writer::WriteSession;
 
 /// Record batches decoded ahead of the encoder, per file.
 const READ_AHEAD_BATCHES: usize = 2;
@@ -157,8 +156,11 @@ pub struct Produced {
     pub skipped_null_keys: u64,
     /// Bytes of keys and values encoded.
     pub payload_bytes: u64,
-    /// Keys (rows with a key) for which commands were built.
+    /// Keys (rows with a key) for which writes were built.
     pub keys: u64,
+    /// Keys of rows whose hash is empty (every value null): deleted, not written (an export
+    /// leaves them out).
+    pub deleted_empty_keys: u64,
 }
 
 /// Reads every row of a prepared partition, builds one command per row, routes each key to one of
@@ -204,10 +206,11 @@ pub async fn produce_commands(
                         out.push_delete_if_older(rows.key(row), &expiry, &shas)
                     }
                 }
-                if out.pending_keys() >= batch_size {
+                if out.is_full(batch_size) {
                     out.seal();
                     let full = std::mem::replace(out, new_batch());
-                    produced.keys += full.pending_keys() as u64;
+                    produced.keys += (full.pending_keys() - full.empty_keys()) as u64;
+                    produced.deleted_empty_keys += full.empty_keys() as u64;
                     if sink.send((target, full)).await.is_err() {
                         return Ok(produced);
                     }
@@ -227,11 +230,10 @@ pub async fn produce_commands(
     }
     for (target, mut batch) in pending.into_iter().enumerate() {
         batch.seal();
-        if !batch.is_empty() {
-            produced.keys += batch.pending_keys() as u64;
-            if sink.send((target, batch)).await.is_err() {
-                break;
-            }
+        produced.keys += (batch.pending_keys() - batch.empty_keys()) as u64;
+        produced.deleted_empty_keys += batch.empty_keys() as u64;
+        if !batch.is_empty() && sink.send((target, batch)).await.is_err() {
+            break;
         }
     }
     Ok(produced)
@@ -276,10 +278,11 @@ pub async fn send_partition(
     let totals = session.finish().await;
     let produced = produced?;
     let totals = totals?;
-    if broken || totals.keys != produced.keys {
+    let sent = produced.keys + produced.deleted_empty_keys;
+    if broken || totals.keys != sent {
         return Err(RedisError::Protocol(format!(
-            "{} keys sent but {} acknowledged",
-            produced.keys, totals.keys
+            "{sent} keys sent but {} acknowledged",
+            totals.keys
         ))
         .into());
     }
@@ -290,9 +293,10 @@ pub async fn send_partition(
     Ok(Counters {
         files,
         rows: produced.rows,
-        keys: totals.keys - totals.kept_newer,
+        keys: totals.keys - totals.kept_newer - totals.deleted_empty_keys,
         skipped_null_keys: produced.skipped_null_keys,
         kept_newer: totals.kept_newer,
+        deleted_empty_keys: totals.deleted_empty_keys,
         bytes,
         payload_bytes: produced.payload_bytes,
     })

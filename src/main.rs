@@ -317,6 +317,7 @@ async fn export(config: &Config, command: Command) -> ExitCode {
                 rows = produced.rows,
                 keys = produced.keys,
                 skipped_null_keys = produced.skipped_null_keys,
+                deleted_empty_keys = produced.deleted_empty_keys,
                 "partition exported"
             );
             ExitCode::of(CommandOutcome::Report { failed: false })

@@ -8,9 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RedisConfig;
-use crate::resp::CommandBatch;
-use crate::writer::Connection;
+use crate::redis::{CommandBatch, Connection, Connector};
 
 /// A write-rate limit in keys per second, shared by every load of a run (the global limit) or
 /// of a table; `None` rate means unlimited. Waits so that on average no more than `rate` keys
@@ -97,12 +95,15 @@ pub fn adapt(rate: u64, round_trip: Duration, target: Duration, ceiling: u64) ->
 /// Probes Redis with `PING` on its own connection every [`PROBE_INTERVAL`] and adapts `limit`
 /// until `stop`. A failed probe counts as a slow one (the rate halves) and reconnects.
 pub async fn run_adaptive(
-    config: RedisConfig,
+    connector: Arc<Connector>,
     target: Duration,
     limit: Arc<RateLimit>,
     stop: CancellationToken,
 ) {
-    let ceiling = config.max_keys_per_sec.unwrap_or(ADAPTIVE_CEILING);
+    let ceiling = connector
+        .config()
+        .max_keys_per_sec
+        .unwrap_or(ADAPTIVE_CEILING);
     let mut ping = CommandBatch::default();
     ping.push_command(&[b"PING"]);
     let mut last_logged = limit.rate();
@@ -115,9 +116,7 @@ pub async fn run_adaptive(
         let sent = Instant::now();
         let probed = match connection.as_mut() {
             Some(open) => open.call(&ping).await.map(|_| ()),
-            None => Connection::open(&config)
-                .await
-                .map(|open| connection = Some(open)),
+            None => connector.open().await.map(|open| connection = Some(open)),
         };
         let round_trip = match probed {
             Ok(()) => sent.elapsed(),

@@ -6,7 +6,7 @@ use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use crate::config::{LoadMode, TableConfig};
-use crate::resp::Expiry;
+use crate::redis::Expiry;
 
 /// The business day in `tz` now.
 pub fn today_in(tz: Tz) -> NaiveDate {

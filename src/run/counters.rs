@@ -23,6 +23,10 @@ pub struct Counters {
     /// Guarded writes that kept a newer value.
     #[serde(default)]
     pub kept_newer: u64,
+    /// Keys deleted because the row's value columns were all null (a `hash` row: Redis has no
+    /// empty hash), not counted in `keys`.
+    #[serde(default)]
+    pub deleted_empty_keys: u64,
     /// Bytes of the Parquet data files.
     pub bytes: u64,
     /// Bytes of keys and values sent.
@@ -40,6 +44,7 @@ impl Counters {
             keys,
             skipped_null_keys,
             kept_newer,
+            deleted_empty_keys,
             bytes,
             payload_bytes,
         } = *other;
@@ -48,6 +53,7 @@ impl Counters {
         self.keys += keys;
         self.skipped_null_keys += skipped_null_keys;
         self.kept_newer += kept_newer;
+        self.deleted_empty_keys += deleted_empty_keys;
         self.bytes += bytes;
         self.payload_bytes += payload_bytes;
     }
@@ -64,6 +70,7 @@ mod tests {
             keys: base + 2,
             skipped_null_keys: base + 3,
             kept_newer: base + 4,
+            deleted_empty_keys: base + 7,
             bytes: base + 5,
             payload_bytes: base + 6,
         }
@@ -82,6 +89,7 @@ mod tests {
                 keys: 1116,
                 skipped_null_keys: 1119,
                 kept_newer: 1122,
+                deleted_empty_keys: 1131,
                 bytes: 1125,
                 payload_bytes: 1128,
             }
@@ -95,14 +103,17 @@ mod tests {
             json,
             serde_json::json!({
                 "files": 0, "rows": 1, "keys": 2, "skipped_null_keys": 3,
-                "kept_newer": 4, "bytes": 5, "payload_bytes": 6
+                "kept_newer": 4, "deleted_empty_keys": 7, "bytes": 5, "payload_bytes": 6
             })
         );
         let old: Counters = serde_json::from_str(
             r#"{"files": 1, "rows": 2, "keys": 2, "skipped_null_keys": 0, "bytes": 9}"#,
         )
         .unwrap();
-        assert_eq!((old.kept_newer, old.payload_bytes), (0, 0));
+        assert_eq!(
+            (old.kept_newer, old.deleted_empty_keys, old.payload_bytes),
+            (0, 0, 0)
+        );
         assert_eq!((old.files, old.rows, old.bytes), (1, 2, 9));
     }
 }

@@ -25,6 +25,7 @@ use crate::error::{ConfigError, PartitionError, RedisError, SourceError};
 use crate::ledger::{Ledger, LedgerEntry};
 use crate::listing::{list_table, TableListing};
 use crate::plan::{plan_table, TablePlan};
+use crate::redis::Connector;
 use crate::source::build_operator;
 use crate::throttle::{run_adaptive, RateLimit, ADAPTIVE_CEILING};
 
@@ -74,6 +75,8 @@ pub struct Engine {
     config: Config,
     operator: Operator,
     ledger: Ledger,
+    /// Opens every Redis connection of the engine (TLS set up once).
+    connector: Arc<Connector>,
     /// `redis.max_keys_per_sec`, or the adaptive rate; shared by every table of a run.
     global_limit: Option<Arc<RateLimit>>,
 }
@@ -107,7 +110,8 @@ impl Engine {
     /// Builds the object-store operator, connects to Redis and checks its version.
     pub async fn connect(config: Config) -> Result<Engine, StartError> {
         let operator = build_operator(&config.source)?;
-        let ledger = Ledger::connect(&config.redis, &config.ledger_prefix).await?;
+        let connector = Arc::new(Connector::new(&config.redis)?);
+        let ledger = Ledger::open(&connector, &config.ledger_prefix).await?;
         ledger.check_version().await?;
         let global_limit = match (config.redis.max_keys_per_sec, config.redis.adaptive_latency) {
             (Some(rate), _) => Some(RateLimit::new(rate)),
@@ -118,6 +122,7 @@ impl Engine {
             config,
             operator,
             ledger,
+            connector,
             global_limit,
         })
     }
@@ -206,7 +211,7 @@ impl Engine {
             if !options.dry_run {
                 tokio::spawn(
                     run_adaptive(
-                        self.config.redis.clone(),
+                        self.connector.clone(),
                         target,
                         limit.clone(),
                         stop_probe.clone(),

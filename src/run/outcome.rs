@@ -272,6 +272,7 @@ impl RunSummary {
             keys,
             skipped_null_keys,
             kept_newer,
+            deleted_empty_keys,
             bytes,
             payload_bytes,
         } = self.counters;
@@ -289,6 +290,7 @@ impl RunSummary {
             keys,
             skipped_null_keys,
             kept_newer,
+            deleted_empty_keys,
             bytes,
             payload_bytes,
             dry_run = self.dry_run,

@@ -21,9 +21,8 @@ use crate::ledger::LedgerEntry;
 use crate::listing::TableListing;
 use crate::load::{prepare, send_partition, RowCommand};
 use crate::plan::{PartitionState, TablePlan};
-use crate::resp::WriteStyle;
+use crate::redis::{WriteSession, WriteStyle};
 use crate::throttle::{RateLimit, RateLimiter};
-use crate::writer::WriteSession;
 
 /// One partition to load, with what its load needs to know.
 #[derive(Clone, Copy)]
@@ -234,7 +233,7 @@ impl Engine {
             (_, false) => WriteStyle::Set,
         };
         let expiry = partition_expiry(table, date);
-        let session = WriteSession::open(&self.config.redis).await?;
+        let session = WriteSession::open(&self.connector).await?;
         let stats = send_partition(
             prepared,
             session,
@@ -249,7 +248,7 @@ impl Engine {
             match previous.and_then(|d| listing.partitions.get(&d)) {
                 Some(old) => {
                     let prepared = prepare(&self.operator, table, old, concurrency, true).await?;
-                    let session = WriteSession::open(&self.config.redis).await?;
+                    let session = WriteSession::open(&self.connector).await?;
                     let deleted = send_partition(
                         prepared,
                         session,
@@ -337,6 +336,7 @@ fn log_partition_loaded(
         keys,
         skipped_null_keys,
         kept_newer,
+        deleted_empty_keys,
         bytes,
         payload_bytes,
     } = *stats;
@@ -351,6 +351,7 @@ fn log_partition_loaded(
         keys,
         skipped_null_keys,
         kept_newer,
+        deleted_empty_keys,
         bytes,
         payload_bytes,
         guarded,

@@ -1,65 +1,46 @@
 //! Redis commands in RESP, built straight from encoded rows into one reusable byte buffer.
 //!
 //! Plain writes are `SET key value PXAT ms`. Writes that must not overwrite newer data (loading a
-//! partition older than the newest loaded one) and hash values go through small Lua scripts, so
+//! partition older than the newest loaded one) go through the Lua scripts of
+//! [`super::script`]; hash values are replaced whole, in a `MULTI` transaction or a script, so
 //! each key is replaced atomically: readers never see a missing key or a half-written hash.
-//!
-//! The version guard uses the key's absolute expiry as its version: every key of a partition
-//! expires at `partition date + retention_days`, so a later expiry means a newer partition.
 
 use crate::encode::EncodedRows;
 
-/// `EVALSHA sha 1 key value expiry_ms`: SET with PXAT unless the key expires later (is newer).
-/// Returns 1 when written, 0 when a newer value was kept.
-pub const GUARDED_SET_SCRIPT: &str = r#"local at = tonumber(ARGV[2])
-if redis.call('PEXPIRETIME', KEYS[1]) > at then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-return 1"#;
+use super::script::ScriptShas;
 
-/// `EVALSHA sha N key1..keyN expiry_ms guard n1 field value ... n2 field value ...`: replaces
-/// each key's whole hash (`ni` field/value pairs; none: the key is deleted) and sets its expiry,
-/// each key atomically. With guard `1`, a key that expires later (is newer) is kept. Several keys
-/// per call spread the script's fixed cost. Returns how many keys were written.
-pub const HASH_REPLACE_SCRIPT: &str = r#"local at = tonumber(ARGV[1])
-local guard = ARGV[2] == '1'
-local pos = 3
-local written = 0
-for i = 1, #KEYS do
-  local n = tonumber(ARGV[pos])
-  local key = KEYS[i]
-  if not (guard and redis.call('PEXPIRETIME', key) > at) then
-    redis.call('DEL', key)
-    if n > 0 then
-      redis.call('HSET', key, unpack(ARGV, pos + 1, pos + 2 * n))
-      redis.call('PEXPIREAT', key, ARGV[1])
-    end
-    written = written + 1
-  end
-  pos = pos + 1 + 2 * n
-end
-return written"#;
-
-/// Keys per hash-replacement script call.
+/// Keys per hash-replacement script call or `MULTI` transaction.
 pub const HASH_KEYS_PER_CALL: usize = 32;
 
-/// `EVALSHA sha 1 key expiry_ms`: deletes the key if it expires before `expiry_ms`, i.e. it was
-/// not rewritten by the snapshot that expires then. Returns 1 when deleted.
-pub const DELETE_IF_OLDER_SCRIPT: &str = r#"local t = redis.call('PEXPIRETIME', KEYS[1])
-if t >= 0 and t < tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0"#;
+/// A batch is full once its bytes reach this, whatever its row count: big values do not make
+/// batches (and the memory of the batches in flight) grow without bound.
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-/// SHA1 digests of the scripts, as returned by `SCRIPT LOAD` on the write connections.
-#[derive(Debug, Clone, Default)]
-pub struct ScriptShas {
-    /// [`GUARDED_SET_SCRIPT`].
-    pub guarded_set: String,
-    /// [`HASH_REPLACE_SCRIPT`].
-    pub hash_replace: String,
-    /// [`DELETE_IF_OLDER_SCRIPT`].
-    pub delete_if_older: String,
+/// What the reply to one command acknowledges, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledges {
+    /// `+OK`, or `:n` keys written of those the command covers (the rest kept a newer value).
+    Written,
+    /// `EXEC`: the replies of the queued commands; `empty` of its keys had an empty hash and
+    /// were deleted.
+    Exec {
+        /// Keys deleted because their hash was empty.
+        empty: u16,
+    },
+    /// The hash-replacement script: `[written, deleted]`; the other keys kept a newer value.
+    WrittenAndDeleted,
+}
+
+/// The keys a command covers and what its reply says about them.
+#[derive(Debug, Clone, Copy)]
+struct CommandKeys {
+    keys: u16,
+    acknowledges: Acknowledges,
+}
+
+/// A command covers at most [`HASH_KEYS_PER_CALL`] keys: the conversion cannot fail.
+fn key_count(keys: usize) -> u16 {
+    u16::try_from(keys).expect("a command covers at most HASH_KEYS_PER_CALL keys")
 }
 
 /// How the rows of a partition are written.
@@ -67,10 +48,11 @@ pub struct ScriptShas {
 pub enum WriteStyle {
     /// `SET key value PXAT ms`: the partition is the newest loaded, nothing newer to protect.
     Set,
-    /// Guarded SET through [`GUARDED_SET_SCRIPT`].
+    /// Guarded SET through [`super::script::GUARDED_SET_SCRIPT`].
     GuardedSet,
     /// Hash replacement: unguarded as `MULTI`, (`DEL`, `HSET`, `PEXPIREAT`) per key, `EXEC`
-    /// (native commands, atomic per transaction); guarded through [`HASH_REPLACE_SCRIPT`].
+    /// (native commands, atomic per transaction); guarded through
+    /// [`super::script::HASH_REPLACE_SCRIPT`].
     Hash {
         /// Keep keys that expire later (are newer).
         guarded: bool,
@@ -86,15 +68,19 @@ pub struct CommandBatch {
     /// RESP bytes of every command, back to back.
     pub bytes: Vec<u8>,
     /// Offset of each command in `bytes` (to name the key of a refused command).
-    pub starts: Vec<u32>,
+    pub starts: Vec<usize>,
     /// Keys each command covers.
-    keys: Vec<u32>,
+    keys: Vec<CommandKeys>,
     /// Rows added so far.
     pending_keys: usize,
+    /// Rows added whose hash is empty (every value null): their key is deleted.
+    pending_empty_keys: usize,
     /// A hash-replacement call still collecting keys.
     open: Option<OpenHashCall>,
     /// Keys in an open `MULTI` transaction (unguarded hash replacement).
     open_multi: usize,
+    /// Keys of the open `MULTI` transaction whose hash is empty.
+    open_multi_empty: usize,
 }
 
 /// The parts of a multi-key hash-replacement call, written out by [`CommandBatch::seal`].
@@ -131,8 +117,10 @@ impl CommandBatch {
             starts: Vec::with_capacity(commands),
             keys: Vec::with_capacity(commands),
             pending_keys: 0,
+            pending_empty_keys: 0,
             open: None,
             open_multi: 0,
+            open_multi_empty: 0,
         }
     }
 
@@ -147,12 +135,15 @@ impl CommandBatch {
     }
 
     fn begin(&mut self, args: usize) {
-        self.begin_for_keys(args, 1);
+        self.begin_for_keys(args, 1, Acknowledges::Written);
     }
 
-    fn begin_for_keys(&mut self, args: usize, keys: usize) {
-        self.starts.push(self.bytes.len() as u32);
-        self.keys.push(keys as u32);
+    fn begin_for_keys(&mut self, args: usize, keys: usize, acknowledges: Acknowledges) {
+        self.starts.push(self.bytes.len());
+        self.keys.push(CommandKeys {
+            keys: key_count(keys),
+            acknowledges,
+        });
         self.bytes.push(b'*');
         self.push_number(args as u64);
     }
@@ -168,14 +159,17 @@ impl CommandBatch {
     /// Writes out the open hash-replacement call, if any. Done before a batch is sent.
     pub fn seal(&mut self) {
         if self.open_multi > 0 {
-            self.begin_for_keys(1, self.open_multi);
+            let empty = key_count(self.open_multi_empty);
+            self.begin_for_keys(1, self.open_multi, Acknowledges::Exec { empty });
             self.arg(b"EXEC");
             self.open_multi = 0;
+            self.open_multi_empty = 0;
         }
         let Some(open) = self.open.take() else {
             return;
         };
-        self.begin_for_keys(3 + open.nkeys + 2 + open.nargv, open.nkeys);
+        let args = 3 + open.nkeys + 2 + open.nargv;
+        self.begin_for_keys(args, open.nkeys, Acknowledges::WrittenAndDeleted);
         self.arg(b"EVALSHA");
         self.arg(open.header[0].as_bytes());
         let mut count = itoa::Buffer::new();
@@ -191,18 +185,47 @@ impl CommandBatch {
         self.pending_keys
     }
 
+    /// Rows added, among [`CommandBatch::pending_keys`], whose hash is empty (every value null):
+    /// their key is deleted, not written (an export leaves them out).
+    pub fn empty_keys(&self) -> usize {
+        self.pending_empty_keys
+    }
+
+    /// Bytes of the commands so far, those of an open hash call included.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+            + self
+                .open
+                .as_ref()
+                .map_or(0, |open| open.keys.len() + open.argv.len())
+    }
+
+    /// True when the batch should be sent: `max_keys` rows, or [`MAX_BATCH_BYTES`] bytes.
+    pub fn is_full(&self, max_keys: usize) -> bool {
+        self.pending_keys >= max_keys || self.byte_len() >= MAX_BATCH_BYTES
+    }
+
     /// Commands queued between the `MULTI` before command `index` (an `EXEC`) and it.
     pub fn queued_before(&self, index: usize) -> usize {
         const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
         (0..index)
             .rev()
-            .find(|&i| self.bytes[self.starts[i] as usize..].starts_with(MULTI))
+            .find(|&i| self.bytes[self.starts[i]..].starts_with(MULTI))
             .map_or(0, |multi| index - multi - 1)
     }
 
     /// Keys covered by command `index` (several for a hash-replacement call).
     pub fn keys_of(&self, index: usize) -> u64 {
-        self.keys.get(index).copied().unwrap_or(1).into()
+        self.keys
+            .get(index)
+            .map_or(1, |command| command.keys.into())
+    }
+
+    /// What the reply to command `index` acknowledges.
+    pub fn acknowledges(&self, index: usize) -> Acknowledges {
+        self.keys
+            .get(index)
+            .map_or(Acknowledges::Written, |command| command.acknowledges)
     }
 
     /// Appends any command given as its arguments.
@@ -244,7 +267,9 @@ impl CommandBatch {
             }
             WriteStyle::HashPlain => {
                 let fields = rows.fields(row).count();
-                if fields > 0 {
+                if fields == 0 {
+                    self.pending_empty_keys += 1;
+                } else {
                     self.begin(2 + 2 * fields);
                     self.arg(b"HSET");
                     self.arg(key);
@@ -257,22 +282,25 @@ impl CommandBatch {
             }
             WriteStyle::Hash { guarded: false } => {
                 if self.open_multi == 0 {
-                    self.begin_for_keys(1, 0);
+                    self.begin_for_keys(1, 0, Acknowledges::Written);
                     self.arg(b"MULTI");
                 }
-                self.begin_for_keys(2, 0);
+                self.begin_for_keys(2, 0, Acknowledges::Written);
                 self.arg(b"DEL");
                 self.arg(key);
                 let fields = rows.fields(row).count();
-                if fields > 0 {
-                    self.begin_for_keys(2 + 2 * fields, 0);
+                if fields == 0 {
+                    self.pending_empty_keys += 1;
+                    self.open_multi_empty += 1;
+                } else {
+                    self.begin_for_keys(2 + 2 * fields, 0, Acknowledges::Written);
                     self.arg(b"HSET");
                     self.arg(key);
                     for (name, value) in rows.fields(row) {
                         self.arg(name);
                         self.arg(value);
                     }
-                    self.begin_for_keys(3, 0);
+                    self.begin_for_keys(3, 0, Acknowledges::Written);
                     self.arg(b"PEXPIREAT");
                     self.arg(key);
                     self.arg(expiry.text.as_bytes());
@@ -297,6 +325,9 @@ impl CommandBatch {
                 open.keys.extend_from_slice(b"\r\n");
                 open.nkeys += 1;
                 let fields = rows.fields(row).count();
+                if fields == 0 {
+                    self.pending_empty_keys += 1;
+                }
                 let mut count = itoa::Buffer::new();
                 push_bulk(&mut open.argv, count.format(fields).as_bytes());
                 for (name, value) in rows.fields(row) {
@@ -324,11 +355,11 @@ impl CommandBatch {
 
     /// The key (second argument, or fourth for EVALSHA) of command `index`, for error messages.
     pub fn key_of(&self, index: usize) -> String {
-        let start = self.starts.get(index).copied().unwrap_or(0) as usize;
+        let start = self.starts.get(index).copied().unwrap_or(0);
         let end = self
             .starts
             .get(index + 1)
-            .map(|s| *s as usize)
+            .copied()
             .unwrap_or(self.bytes.len());
         let args = parse_command(&self.bytes[start..end]);
         let key = match args.first().map(|a| a.as_slice()) {
@@ -408,7 +439,7 @@ pub fn route(key: &[u8], connections: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -423,14 +454,14 @@ mod tests {
         ]);
         batch.push_command(&[b"EVALSHA", b"abc", b"1", b"k2", b"v", b"5"]);
         assert_eq!(
-            &batch.bytes[..batch.starts[1] as usize],
+            &batch.bytes[..batch.starts[1]],
             b"*5\r\n$3\r\nSET\r\n$13\r\ncold:orders:1\r\n$7\r\n{\"a\":1}\r\n$4\r\nPXAT\r\n$13\r\n1700000000000\r\n"
         );
         assert_eq!(batch.len(), 2);
         assert_eq!(batch.key_of(0), "cold:orders:1");
         assert_eq!(batch.key_of(1), "k2");
         assert_eq!(
-            parse_command(&batch.bytes[batch.starts[1] as usize..]),
+            parse_command(&batch.bytes[batch.starts[1]..]),
             vec![
                 b"EVALSHA".to_vec(),
                 b"abc".to_vec(),
@@ -442,7 +473,8 @@ mod tests {
         );
     }
 
-    fn hash_rows() -> EncodedRows {
+    /// Two hash rows: `k:1` with `city = Wien`, `k:2` with every value null (an empty hash).
+    pub(in crate::redis) fn hash_rows() -> EncodedRows {
         use std::sync::Arc;
 
         use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -515,11 +547,8 @@ mod tests {
         multi.seal();
         let commands: Vec<Vec<String>> = (0..multi.len())
             .map(|i| {
-                let end = multi
-                    .starts
-                    .get(i + 1)
-                    .map_or(multi.bytes.len(), |e| *e as usize);
-                parse_command(&multi.bytes[multi.starts[i] as usize..end])
+                let end = multi.starts.get(i + 1).map_or(multi.bytes.len(), |e| *e);
+                parse_command(&multi.bytes[multi.starts[i]..end])
                     .into_iter()
                     .map(|a| String::from_utf8(a).unwrap())
                     .collect()
@@ -551,6 +580,85 @@ mod tests {
             plain.bytes,
             b"*4\r\n$4\r\nHSET\r\n$3\r\nk:1\r\n$4\r\ncity\r\n$4\r\nWien\r\n*3\r\n$9\r\nPEXPIREAT\r\n$3\r\nk:1\r\n$1\r\n5\r\n"
         );
+    }
+
+    #[test]
+    fn a_batch_is_full_at_its_byte_cap_whatever_its_row_count() {
+        use std::sync::Arc;
+
+        use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+
+        use crate::encode::{DateEncoding, EncodeSpec, RowEncoder, TimestampEncoding, ValueFormat};
+        use crate::template::KeyTemplate;
+
+        // Three values of 6 MiB: the cap (16 MiB) is reached by the third row.
+        let big = "x".repeat(6 << 20);
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            (
+                "v",
+                Arc::new(StringArray::from(vec![big.as_str(); 3])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let spec = Arc::new(EncodeSpec {
+            key: KeyTemplate::parse("k:{id}").unwrap(),
+            format: ValueFormat::Column("v".into()),
+            columns: Vec::new(),
+            timestamp: TimestampEncoding::Iso8601,
+            date: DateEncoding::Iso8601,
+        });
+        let mut rows = EncodedRows::new();
+        RowEncoder::new(spec, &batch.schema())
+            .unwrap()
+            .encode_batch(&batch, &mut rows)
+            .unwrap();
+        let (expiry, shas) = (Expiry::at(5), ScriptShas::default());
+        for style in [WriteStyle::Set, WriteStyle::GuardedSet] {
+            let mut out = CommandBatch::default();
+            out.push_row(&rows, 0, style, &expiry, &shas);
+            out.push_row(&rows, 1, style, &expiry, &shas);
+            assert!(!out.is_full(1000), "{style:?}");
+            out.push_row(&rows, 2, style, &expiry, &shas);
+            assert!(out.is_full(1000), "{style:?}");
+            assert!(out.byte_len() >= MAX_BATCH_BYTES);
+            assert_eq!(out.key_of(2), "k:3");
+            assert_eq!(out.starts[2], 2 * (out.bytes.len() / 3));
+        }
+        // The rows of an open hash-replacement call count too.
+        let mut open = CommandBatch::default();
+        assert!(!open.is_full(1));
+        open.pending_keys = 1;
+        assert!(open.is_full(1));
+    }
+
+    #[test]
+    fn empty_hash_rows_are_counted_apart() {
+        let rows = hash_rows();
+        let shas = ScriptShas::default();
+        let expiry = Expiry::at(5);
+        for style in [
+            WriteStyle::Hash { guarded: false },
+            WriteStyle::Hash { guarded: true },
+            WriteStyle::HashPlain,
+        ] {
+            let mut batch = CommandBatch::default();
+            batch.push_row(&rows, 0, style, &expiry, &shas);
+            batch.push_row(&rows, 1, style, &expiry, &shas);
+            batch.seal();
+            assert_eq!(
+                (batch.pending_keys(), batch.empty_keys()),
+                (2, 1),
+                "{style:?}"
+            );
+            let last = batch.len() - 1;
+            let expected = match style {
+                WriteStyle::Hash { guarded: false } => Acknowledges::Exec { empty: 1 },
+                WriteStyle::Hash { guarded: true } => Acknowledges::WrittenAndDeleted,
+                _ => Acknowledges::Written,
+            };
+            assert_eq!(batch.acknowledges(last), expected, "{style:?}");
+        }
     }
 
     #[test]

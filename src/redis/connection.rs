@@ -1,0 +1,303 @@
+//! Connections to Redis: TCP, TLS when configured, then `AUTH` and `SELECT`.
+//!
+//! A [`Connector`] is built once per run from [`RedisConfig`]: it reads the CA file and builds
+//! the TLS client configuration once, and every connection of the run (the bulk writer's, the
+//! adaptive probe's, the control client's) is opened through it. Every failure to connect is
+//! reported the same way, by [`Connector::connect_error`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use crate::config::RedisConfig;
+use crate::error::RedisError;
+
+use super::command::CommandBatch;
+use super::reply::{Reply, ReplyReader};
+
+/// A byte stream to Redis, plain or TLS.
+pub trait RedisStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> RedisStream for T {}
+
+/// The step of connecting that failed, named in the error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// Reading the CA file and building the TLS client configuration.
+    TlsSetup,
+    /// Opening the TCP connection.
+    Tcp,
+    /// The TLS handshake.
+    TlsHandshake,
+    /// `AUTH`, `SELECT` and, for the control client, `PING`.
+    Handshake,
+}
+
+impl fmt::Display for ConnectStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectStep::TlsSetup => "tls setup",
+            ConnectStep::Tcp => "tcp connect",
+            ConnectStep::TlsHandshake => "tls handshake",
+            ConnectStep::Handshake => "handshake",
+        })
+    }
+}
+
+/// The TLS side of a [`Connector`], built once.
+struct TlsSetup {
+    connector: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+/// Opens connections to the configured Redis. Built once per run (the CA file is read and the
+/// TLS configuration built here, not per connection) and shared by every connection.
+pub struct Connector {
+    config: RedisConfig,
+    masked_addr: String,
+    tls: Option<TlsSetup>,
+}
+
+impl Connector {
+    /// Reads the CA file (if any) and builds the TLS client configuration (if `rediss://`).
+    pub fn new(config: &RedisConfig) -> Result<Connector, RedisError> {
+        let mut connector = Connector {
+            config: config.clone(),
+            masked_addr: config.masked_url(),
+            tls: None,
+        };
+        if config.tls {
+            let tls = connector
+                .tls_setup()
+                .map_err(|detail| connector.connect_error(ConnectStep::TlsSetup, detail, false))?;
+            connector.tls = Some(tls);
+        }
+        Ok(connector)
+    }
+
+    /// The options the connections are opened with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The address with the password masked, as named in errors and logs.
+    pub fn masked_addr(&self) -> &str {
+        &self.masked_addr
+    }
+
+    /// The one way a failure to connect is reported: the masked address, the step that failed
+    /// and what went wrong, and whether trying again later may help.
+    pub fn connect_error(
+        &self,
+        step: ConnectStep,
+        detail: impl fmt::Display,
+        transient: bool,
+    ) -> RedisError {
+        RedisError::Connect {
+            addr: self.masked_addr.clone(),
+            message: format!("{step} failed: {detail}"),
+            transient,
+        }
+    }
+
+    fn tls_setup(&self) -> Result<TlsSetup, String> {
+        let config = &self.config;
+        // ring, chosen explicitly: both rustls providers are linked (through different
+        // dependencies), so rustls cannot pick one by itself.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| err.to_string())?;
+        let client = if config.tls_insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(insecure::NoVerify))
+                .with_no_client_auth()
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(path) = &config.tls_ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let cert = cert
+                        .map_err(|err| format!("bad certificate in {}: {err}", path.display()))?;
+                    roots.add(cert).map_err(|err| err.to_string())?;
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        let server_name = ServerName::try_from(config.host.clone())
+            .map_err(|err| format!("bad TLS server name: {err}"))?;
+        Ok(TlsSetup {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            server_name,
+        })
+    }
+
+    /// Opens the byte stream: TCP, then TLS when configured.
+    async fn stream(&self) -> Result<Box<dyn RedisStream>, RedisError> {
+        let config = &self.config;
+        let seconds = config.timeout.as_secs();
+        let addr = (config.host.as_str(), config.port);
+        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                self.connect_error(
+                    ConnectStep::Tcp,
+                    format!("timed out after {seconds}s"),
+                    true,
+                )
+            })?
+            .map_err(|err| self.connect_error(ConnectStep::Tcp, err, true))?;
+        tcp.set_nodelay(true)
+            .map_err(|source| RedisError::Io { source })?;
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let handshake = tls.connector.connect(tls.server_name.clone(), tcp);
+        let stream = tokio::time::timeout(config.timeout, handshake)
+            .await
+            .map_err(|_| {
+                let detail = format!("timed out after {seconds}s");
+                self.connect_error(ConnectStep::TlsHandshake, detail, true)
+            })?
+            .map_err(|err| self.connect_error(ConnectStep::TlsHandshake, err, true))?;
+        Ok(Box::new(stream))
+    }
+
+    /// Connects, negotiates TLS when configured, authenticates and selects the database; with
+    /// `ping`, also checks that the server answers `PING`.
+    async fn open_checked(&self, ping: bool) -> Result<Connection, RedisError> {
+        let config = &self.config;
+        let mut connection = Connection {
+            stream: self.stream().await?,
+            timeout: config.timeout,
+        };
+        let mut handshake = CommandBatch::default();
+        if let Some(password) = &config.password {
+            match &config.username {
+                Some(user) => handshake.push_command(&[
+                    b"AUTH",
+                    user.as_bytes(),
+                    password.expose().as_bytes(),
+                ]),
+                None => handshake.push_command(&[b"AUTH", password.expose().as_bytes()]),
+            }
+        }
+        handshake.push_command(&[b"SELECT", config.db.to_string().as_bytes()]);
+        if ping {
+            handshake.push_command(&[b"PING"]);
+        }
+        let replies = connection
+            .call(&handshake)
+            .await
+            .map_err(|err| self.connect_error(ConnectStep::Handshake, &err, err.is_transient()))?;
+        for reply in replies {
+            match reply {
+                Reply::Simple => {}
+                Reply::Error(message) => {
+                    return Err(self.connect_error(ConnectStep::Handshake, message, false))
+                }
+                other => {
+                    let detail = format!("unexpected reply {other:?}");
+                    return Err(self.connect_error(ConnectStep::Handshake, detail, false));
+                }
+            }
+        }
+        Ok(connection)
+    }
+
+    /// Opens a connection for writes (or the adaptive probe): TCP, TLS, `AUTH`, `SELECT`.
+    pub async fn open(&self) -> Result<Connection, RedisError> {
+        self.open_checked(false).await
+    }
+
+    /// Opens a connection and checks that the server answers `PING`, all through the bounded
+    /// reply reader, so that a server that does not speak the Redis protocol is refused here.
+    pub async fn open_pinged(&self) -> Result<Connection, RedisError> {
+        self.open_checked(true).await
+    }
+}
+
+/// An authenticated connection with the database selected.
+pub struct Connection {
+    pub(super) stream: Box<dyn RedisStream>,
+    pub(super) timeout: Duration,
+}
+
+impl Connection {
+    /// Sends a small batch and returns its replies (handshake and script loading only).
+    pub async fn call(&mut self, batch: &CommandBatch) -> Result<Vec<Reply>, RedisError> {
+        let seconds = self.timeout.as_secs();
+        tokio::time::timeout(self.timeout, async {
+            self.stream
+                .write_all(&batch.bytes)
+                .await
+                .map_err(|source| RedisError::Io { source })?;
+            let mut reader = ReplyReader::new(&mut self.stream);
+            let mut replies = Vec::with_capacity(batch.len());
+            for _ in 0..batch.len() {
+                replies.push(reader.next().await?);
+            }
+            Ok(replies)
+        })
+        .await
+        .map_err(|_| RedisError::Timeout { seconds })?
+    }
+
+    /// The byte stream, for a client that takes over the connection (the control client).
+    pub fn into_stream(self) -> Box<dyn RedisStream> {
+        self.stream
+    }
+}
+
+mod insecure {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    /// Accepts any certificate: only with `redis.tls_insecure = true`.
+    #[derive(Debug)]
+    pub struct NoVerify;
+
+    impl ServerCertVerifier for NoVerify {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+}

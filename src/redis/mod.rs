@@ -1,0 +1,27 @@
+//! Everything that talks to Redis, in one layer.
+//!
+//! - [`command`]: the write commands (RESP bytes) built from encoded rows, batched per connection.
+//! - [`script`]: the Lua scripts of guarded writes and hash replacement, and their digests.
+//! - [`reply`]: reading replies off a connection.
+//! - [`connection`]: the [`Connector`], built once per run: TCP, TLS and the `AUTH`/`SELECT`
+//!   handshake, one way to report a failure to connect.
+//! - [`session`]: the bulk write session: pipelined batches over several connections, every reply
+//!   checked.
+//! - [`control`]: the control client of the ledger, `INFO` and the version check (the `redis`
+//!   crate, over a connection opened and checked by the [`Connector`]).
+
+pub mod command;
+pub mod connection;
+pub mod control;
+pub mod reply;
+pub mod script;
+pub mod session;
+
+pub use command::{
+    parse_command, route, Acknowledges, CommandBatch, Expiry, WriteStyle, HASH_KEYS_PER_CALL,
+    MAX_BATCH_BYTES,
+};
+pub use connection::{ConnectStep, Connection, Connector, RedisStream};
+pub use reply::{Reply, ReplyReader};
+pub use script::{ScriptShas, DELETE_IF_OLDER_SCRIPT, GUARDED_SET_SCRIPT, HASH_REPLACE_SCRIPT};
+pub use session::{SessionBroken, WriteSession, WriteTotals};

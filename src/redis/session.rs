@@ -1,0 +1,305 @@
+//! The bulk writer: several Redis connections, each with several pipelined batches in flight,
+//! every reply read and checked. A connection's commands are written and answered in order, and
+//! rows are routed to connections by key, so the last write of a key in a partition wins.
+//!
+//! This speaks RESP directly over TCP (or TLS) instead of going through a generic client: the
+//! commands are already bytes (see [`super::command`]) and replies are checked without allocating.
+
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::error::RedisError;
+
+use super::command::{Acknowledges, CommandBatch};
+use super::connection::{Connection, Connector};
+use super::reply::{Reply, ReplyReader};
+use super::script::ScriptShas;
+
+/// Counts of what the replies said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteTotals {
+    /// Keys whose commands were acknowledged (a multi-key call counts its keys): written, kept
+    /// newer or deleted as empty.
+    pub keys: u64,
+    /// Guarded writes that kept a newer value (script replied 0).
+    pub kept_newer: u64,
+    /// Keys deleted because their hash is empty (every value null): Redis has no empty hash.
+    pub deleted_empty_keys: u64,
+}
+
+impl WriteTotals {
+    fn add(&mut self, other: WriteTotals) {
+        self.keys += other.keys;
+        self.kept_newer += other.kept_newer;
+        self.deleted_empty_keys += other.deleted_empty_keys;
+    }
+}
+
+/// Runs the pipelined write loop of `connection` until `batches` closes: writes each batch as
+/// soon as it arrives, keeps at most `in_flight` batches unacknowledged, and checks every reply.
+async fn run_pipeline(
+    connection: Connection,
+    mut batches: mpsc::Receiver<CommandBatch>,
+    in_flight: usize,
+) -> Result<WriteTotals, RedisError> {
+    let (read_half, mut write_half) = tokio::io::split(connection.stream);
+    let (sent_tx, mut sent_rx) = mpsc::channel::<CommandBatch>(in_flight.max(1));
+    let timeout = connection.timeout;
+    let writing = async move {
+        let timed_out = || RedisError::Timeout {
+            seconds: timeout.as_secs(),
+        };
+        // A write that cannot go out within the timeout means redis stopped reading.
+        while let Some(batch) = batches.recv().await {
+            tokio::time::timeout(timeout, write_half.write_all(&batch.bytes))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|source| RedisError::Io { source })?;
+            if sent_tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        tokio::time::timeout(timeout, write_half.flush())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|source| RedisError::Io { source })?;
+        Ok::<_, RedisError>(())
+    };
+    let reading = async move {
+        let mut reader = ReplyReader::new(read_half);
+        let mut totals = WriteTotals::default();
+        while let Some(batch) = sent_rx.recv().await {
+            let checked = tokio::time::timeout(timeout, check_replies(&mut reader, &batch)).await;
+            let counted = checked.map_err(|_| RedisError::Timeout {
+                seconds: timeout.as_secs(),
+            })??;
+            totals.add(counted);
+        }
+        Ok::<_, RedisError>(totals)
+    };
+    let ((), totals) = tokio::try_join!(writing, reading)?;
+    Ok(totals)
+}
+
+/// Reads and checks the replies of every command of `batch`.
+async fn check_replies<R: AsyncRead + Unpin>(
+    reader: &mut ReplyReader<R>,
+    batch: &CommandBatch,
+) -> Result<WriteTotals, RedisError> {
+    let mut totals = WriteTotals::default();
+    for index in 0..batch.len() {
+        let keys = batch.keys_of(index);
+        let unexpected = |reply: &Reply| {
+            RedisError::Protocol(format!(
+                "unexpected reply {reply:?} to the write of key {:?}",
+                batch.key_of(index)
+            ))
+        };
+        match (reader.next().await?, batch.acknowledges(index)) {
+            (Reply::Error(message), _) => {
+                return Err(RedisError::Reply {
+                    key: batch.key_of(index),
+                    message,
+                })
+            }
+            (Reply::Simple, _) => {}
+            (Reply::Integer(written), _) if (0..=keys as i64).contains(&written) => {
+                totals.kept_newer += keys - written as u64;
+            }
+            // EXEC: the replies of the queued commands.
+            (Reply::Array(replies), Acknowledges::Exec { empty }) => {
+                if let Some(Reply::Error(message)) =
+                    replies.iter().find(|r| matches!(r, Reply::Error(_)))
+                {
+                    return Err(RedisError::Reply {
+                        key: batch.key_of(index),
+                        message: message.clone(),
+                    });
+                }
+                let queued = batch.queued_before(index);
+                if replies.len() != queued {
+                    return Err(RedisError::Protocol(format!(
+                        "EXEC answered {} replies for {queued} queued commands (key {:?})",
+                        replies.len(),
+                        batch.key_of(index)
+                    )));
+                }
+                totals.deleted_empty_keys += u64::from(empty);
+            }
+            (Reply::Array(counts), Acknowledges::WrittenAndDeleted) => match counts[..] {
+                [Reply::Integer(written), Reply::Integer(deleted)]
+                    if written >= 0 && deleted >= 0 && (written + deleted) as u64 <= keys =>
+                {
+                    totals.kept_newer += keys - (written + deleted) as u64;
+                    totals.deleted_empty_keys += deleted as u64;
+                }
+                _ => return Err(unexpected(&Reply::Array(counts))),
+            },
+            (other, _) => return Err(unexpected(&other)),
+        }
+        totals.keys += keys;
+    }
+    Ok(totals)
+}
+
+/// Connections open for one partition load.
+pub struct WriteSession {
+    senders: Vec<mpsc::Sender<CommandBatch>>,
+    tasks: JoinSet<Result<WriteTotals, RedisError>>,
+    shas: ScriptShas,
+}
+
+/// The session's connection tasks have stopped (an error is waiting in [`WriteSession::finish`]).
+#[derive(Debug)]
+pub struct SessionBroken;
+
+impl WriteSession {
+    /// Opens `redis.connections` connections and loads the write scripts.
+    pub async fn open(connector: &Connector) -> Result<WriteSession, RedisError> {
+        let config = connector.config();
+        let mut connections = Vec::with_capacity(config.connections);
+        for _ in 0..config.connections {
+            connections.push(connector.open().await?);
+        }
+        let shas = ScriptShas::load(&mut connections[0]).await?;
+        let mut senders = Vec::with_capacity(connections.len());
+        let mut tasks = JoinSet::new();
+        for connection in connections {
+            let (tx, rx) = mpsc::channel(config.pipelines_per_connection.max(1));
+            senders.push(tx);
+            tasks.spawn(run_pipeline(
+                connection,
+                rx,
+                config.pipelines_per_connection,
+            ));
+        }
+        Ok(WriteSession {
+            senders,
+            tasks,
+            shas,
+        })
+    }
+
+    /// Digests of the loaded scripts.
+    pub fn shas(&self) -> &ScriptShas {
+        &self.shas
+    }
+
+    /// Number of connections.
+    pub fn connections(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Queues a batch on connection `index`, waiting while that connection is saturated.
+    pub async fn send(&self, index: usize, batch: CommandBatch) -> Result<(), SessionBroken> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.senders[index]
+            .send(batch)
+            .await
+            .map_err(|_| SessionBroken)
+    }
+
+    /// Closes the queues and waits until every queued command is acknowledged. The first error of
+    /// any connection is returned.
+    pub async fn finish(mut self) -> Result<WriteTotals, RedisError> {
+        self.senders.clear();
+        let mut totals = WriteTotals::default();
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok(Ok(counted)) => totals.add(counted),
+                Ok(Err(err)) => {
+                    first_error.get_or_insert(err);
+                    self.tasks.abort_all();
+                }
+                Err(join) if join.is_cancelled() => {}
+                Err(join) => {
+                    first_error
+                        .get_or_insert(RedisError::Protocol(format!("write task failed: {join}")));
+                }
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(totals),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::{Expiry, ScriptShas, WriteStyle};
+
+    #[tokio::test]
+    async fn error_reply_names_the_key() {
+        let mut batch = CommandBatch::default();
+        batch.push_command(&[b"SET", b"k1", b"v", b"PXAT", b"1"]);
+        batch.push_command(&[b"SET", b"k2", b"v", b"PXAT", b"1"]);
+        let mut reader = ReplyReader::new(&b"+OK\r\n-WRONGTYPE Operation against a key\r\n"[..]);
+        match check_replies(&mut reader, &batch).await {
+            Err(RedisError::Reply { key, message }) => {
+                assert_eq!(key, "k2");
+                assert_eq!(message, "WRONGTYPE Operation against a key");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut reader = ReplyReader::new(&b":1\r\n:0\r\n"[..]);
+        assert_eq!(
+            check_replies(&mut reader, &batch).await.unwrap(),
+            WriteTotals {
+                keys: 2,
+                kept_newer: 1,
+                deleted_empty_keys: 0,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn replies_count_written_kept_and_deleted_keys() {
+        // EXEC of a transaction of two keys, the second one empty (deleted).
+        let mut batch = CommandBatch::default();
+        let rows = crate::redis::command::tests::hash_rows();
+        let (expiry, shas) = (Expiry::at(5), ScriptShas::default());
+        let style = WriteStyle::Hash { guarded: false };
+        batch.push_row(&rows, 0, style, &expiry, &shas);
+        batch.push_row(&rows, 1, style, &expiry, &shas);
+        batch.seal();
+        let replies =
+            b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*4\r\n:0\r\n:1\r\n:1\r\n:1\r\n";
+        let totals = check_replies(&mut ReplyReader::new(&replies[..]), &batch).await;
+        assert_eq!(
+            totals.unwrap(),
+            WriteTotals {
+                keys: 2,
+                kept_newer: 0,
+                deleted_empty_keys: 1,
+            }
+        );
+
+        // The guarded script: 32 keys, `[written, deleted]`, the rest kept newer.
+        let mut batch = CommandBatch::default();
+        let style = WriteStyle::Hash { guarded: true };
+        for _ in 0..16 {
+            batch.push_row(&rows, 0, style, &expiry, &shas);
+            batch.push_row(&rows, 1, style, &expiry, &shas);
+        }
+        assert_eq!(batch.len(), 1);
+        let mut reader = ReplyReader::new(&b"*2\r\n:10\r\n:16\r\n"[..]);
+        assert_eq!(
+            check_replies(&mut reader, &batch).await.unwrap(),
+            WriteTotals {
+                keys: 32,
+                kept_newer: 6,
+                deleted_empty_keys: 16,
+            }
+        );
+        // More keys than the call covers is not a valid answer.
+        let mut reader = ReplyReader::new(&b"*2\r\n:20\r\n:16\r\n"[..]);
+        let totals = check_replies(&mut reader, &batch).await;
+        assert!(matches!(totals, Err(RedisError::Protocol(_))), "{totals:?}");
+    }
+}
