@@ -1,4 +1,4 @@
-//! Self-tests of the shared harness in `tests/common/mod.rs`.
+//! Self-tests of the shared harness in `tests/common/`.
 //!
 //! These only exercise the harness (redis-server, moto, fixtures), never the
 //! `coldsync` binary, so they can run before `src/` is complete.
