@@ -261,6 +261,35 @@ fn orders_batch_values_are_as_documented() {
 }
 
 #[test]
+fn order_facts_batch_has_the_fact_schema_and_its_values() {
+    let row = |order_id, remark| OrderFact {
+        order_id,
+        user_id: 7,
+        shop_id: 8,
+        amount_cents: 12_345,
+        status: "paid",
+        city: "Wien",
+        created_at_ms: ORDERS_BASE_TS_MS,
+        remark,
+        is_first_order: order_id == 1,
+    };
+    let b = order_facts_batch(&[row(1, Some("fragile")), row(2, None)]);
+    assert_eq!(b.schema(), order_facts_schema());
+    assert_eq!(b.num_rows(), 2);
+    let amount = b.column(3).as_primitive::<Decimal128Type>();
+    assert_eq!(amount.value_as_string(0), "123.45");
+    let created = b.column(6).as_primitive::<TimestampMillisecondType>();
+    assert_eq!(created.timezone(), Some("UTC"));
+    let remark = b.column(7).as_string::<i32>();
+    assert_eq!((remark.value(0), remark.is_null(1)), ("fragile", true));
+    let first = b.column(8).as_boolean();
+    assert_eq!((first.value(0), first.value(1)), (true, false));
+    for (i, c) in b.columns().iter().enumerate() {
+        assert_eq!(c.null_count(), usize::from(i == 7), "column {i}");
+    }
+}
+
+#[test]
 fn cli_output_event_helpers() {
     let stdout = r#"{"timestamp":"t","level":"INFO","fields":{"event":"run_start","tables":2}}
 not json

@@ -3,7 +3,12 @@
 //! * The test table ([`orders_schema`], [`orders_batch`]): five columns whose every value is a
 //!   function of the order id, so a test can recompute what coldsync must write
 //!   ([`orders_json`]).
+//! * The order-fact table ([`order_facts_schema`], [`OrderFact`], [`order_facts_batch`]): nine
+//!   columns of realistic order data, what `examples/gen_sample.rs` (the demo) and
+//!   `examples/gen_bench.rs` (the benchmark) write. `bench/run.sh` relies on its shape.
 //!
+//! The two differ on purpose (a test table small enough to recompute by hand, a fact table wide
+//! enough to measure), and both live here so there is one place to read or change an orders table.
 //! Tests reach this file through `mod common`; the examples include it with
 //! `#[path = "../tests/common/orders.rs"] mod orders;` (hence the `allow(dead_code)`: each user
 //! needs only part of it).
@@ -12,7 +17,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -96,4 +102,73 @@ pub fn orders_json(id: i64, suffix: &str) -> String {
         id,
         ts.format("%Y-%m-%dT%H:%M:%S%.3fZ")
     )
+}
+
+// ---------------------------------------------------------------------------
+// The order-fact table of the examples
+// ---------------------------------------------------------------------------
+
+/// Schema of the order-fact table:
+/// `order_id Int64 NOT NULL, user_id Int64, shop_id Int64, amount Decimal128(12,2), status Utf8,
+/// city Utf8, created_at Timestamp(Millisecond, "UTC"), remark Utf8, is_first_order Boolean`.
+pub fn order_facts_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("order_id", DataType::Int64, false),
+        Field::new("user_id", DataType::Int64, true),
+        Field::new("shop_id", DataType::Int64, true),
+        Field::new("amount", DataType::Decimal128(12, 2), true),
+        Field::new("status", DataType::Utf8, true),
+        Field::new("city", DataType::Utf8, true),
+        Field::new(
+            "created_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("remark", DataType::Utf8, true),
+        Field::new("is_first_order", DataType::Boolean, true),
+    ]))
+}
+
+/// One row of the order-fact table (see [`order_facts_schema`]).
+#[derive(Clone, Debug)]
+pub struct OrderFact {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub shop_id: i64,
+    /// `amount` unscaled: cents of Decimal128(12,2).
+    pub amount_cents: i128,
+    pub status: &'static str,
+    pub city: &'static str,
+    /// `created_at` in Unix milliseconds (UTC).
+    pub created_at_ms: i64,
+    /// `None` is a null `remark`.
+    pub remark: Option<&'static str>,
+    pub is_first_order: bool,
+}
+
+/// A batch of [`order_facts_schema`] holding `rows` in order. Only `remark` can be null.
+pub fn order_facts_batch(rows: &[OrderFact]) -> RecordBatch {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.order_id),
+        )),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.user_id))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.shop_id))),
+        Arc::new(
+            Decimal128Array::from_iter_values(rows.iter().map(|r| r.amount_cents))
+                .with_precision_and_scale(12, 2)
+                .expect("decimal(12,2)"),
+        ),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.status))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.city))),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.created_at_ms))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.remark))),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|r| Some(r.is_first_order)),
+        )),
+    ];
+    RecordBatch::try_new(order_facts_schema(), cols).expect("order facts batch")
 }
