@@ -388,3 +388,107 @@ async fn s3_fixture_round_trip() {
         .unwrap();
     assert!(listed_other.iter().all(|e| e.metadata().is_dir()));
 }
+
+/// Runs `f` on a thread of its own and returns the message it panicked with. Fails the test if
+/// `f` returns without panicking, or neither returns nor panics within `limit` (a wait that
+/// blocks: the thread is left behind).
+fn panic_message_within(limit: Duration, f: impl FnOnce() + Send + 'static) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let message = result.err().map(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        });
+        let _ = tx.send(message);
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("the wait neither returned nor failed within {limit:?}"))
+        .expect("the wait should have failed")
+}
+
+/// True while a process with this id exists (a reaped child is gone from /proc).
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_silent_child_fails_the_line_wait_in_time_and_is_killed() {
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let message = panic_message_within(Duration::from_secs(30), move || {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo started >&2; exec sleep 1000"]);
+        let mut child = WatchedChild::spawn("silent sh", &mut cmd);
+        pid_tx.send(child.id()).unwrap();
+        let soon = || std::time::Instant::now() + Duration::from_secs(5);
+        assert_eq!(child.next_line(soon()).as_deref(), Some("started"));
+        child.next_line(std::time::Instant::now() + Duration::from_millis(300));
+    });
+    assert!(message.contains("silent sh"), "{message}");
+    assert!(
+        message.contains("started"),
+        "what it printed so far: {message}"
+    );
+    let pid = pid_rx.recv().unwrap();
+    assert!(!process_exists(pid), "child {pid} still runs");
+}
+
+#[test]
+fn a_child_that_never_exits_fails_the_exit_wait_in_time_and_is_killed() {
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let message = panic_message_within(Duration::from_secs(30), move || {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("1000");
+        let mut child = WatchedChild::spawn("sleep", &mut cmd);
+        pid_tx.send(child.id()).unwrap();
+        child.wait(std::time::Instant::now() + Duration::from_millis(300));
+    });
+    assert!(message.contains("sleep"), "{message}");
+    let pid = pid_rx.recv().unwrap();
+    assert!(!process_exists(pid), "child {pid} still runs");
+}
+
+#[test]
+fn a_command_that_hangs_fails_output_within_in_time() {
+    let message = panic_message_within(Duration::from_secs(30), || {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo partial; exec sleep 1000"]);
+        output_within(
+            &mut cmd,
+            std::process::Stdio::null(),
+            Duration::from_millis(300),
+        );
+    });
+    assert!(
+        message.contains("partial"),
+        "what it printed so far: {message}"
+    );
+}
+
+#[test]
+fn bounded_waits_return_what_a_quick_child_prints() {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+    let out = output_within(
+        &mut cmd,
+        std::process::Stdio::null(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice()),
+        (&b"out\n"[..], &b"err\n"[..])
+    );
+
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "echo one >&2; echo two >&2; echo three >&2"]);
+    let mut child = WatchedChild::spawn("sh", &mut cmd);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    assert_eq!(child.next_line(deadline).as_deref(), Some("one"));
+    assert_eq!(child.remaining_lines(deadline), vec!["two", "three"]);
+    assert_eq!(child.next_line(deadline), None);
+    assert!(child.wait(deadline).success());
+}

@@ -1,12 +1,12 @@
 //! Runs the `coldsync` binary built for this test run and collects its JSON log events.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+
+use super::try_output_within;
 
 /// Path of the `coldsync` binary built by cargo for this test run.
 pub fn coldsync_bin() -> PathBuf {
@@ -96,41 +96,17 @@ pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> CliOutput {
 /// this panics with the output collected so far.
 pub fn run_cli_with_timeout(args: &[&str], envs: &[(&str, &str)], timeout: Duration) -> CliOutput {
     let mut cmd = Command::new(coldsync_bin());
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args);
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn coldsync binary");
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_t = thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out_pipe.read_to_end(&mut b);
-        b
-    });
-    let err_t = thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err_pipe.read_to_end(&mut b);
-        b
-    });
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait coldsync") {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait().expect("wait killed coldsync");
-        }
-        thread::sleep(Duration::from_millis(10));
+    let (output, timed_out) = match try_output_within(&mut cmd, Stdio::null(), timeout) {
+        Ok(output) => (output, false),
+        Err(output) => (output, true),
     };
-    let stdout = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
+    let status = output.status;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let events = stdout
         .lines()
         .chain(stderr.lines())

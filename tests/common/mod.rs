@@ -16,6 +16,8 @@
 //! * `orders.rs`: the orders tables: [`orders_batch`], a deterministic `RecordBatch` whose values
 //!   tests can recompute, and the order-fact table the examples generate (shared with
 //!   `examples/` through `#[path]`).
+//! * `processes.rs`: every wait on a child process bounded ([`output_within`], [`WatchedChild`]):
+//!   past the deadline the child is killed and the test fails with what it printed.
 //! * `cli_runner.rs`: [`coldsync_bin`] / [`run_cli`], run the `coldsync` binary and collect its
 //!   JSON log events.
 //! * `scenario.rs`: the setup most tests repeat: a Redis, a temp warehouse, partitions, config,
@@ -35,6 +37,7 @@ mod cli_runner;
 mod layouts;
 mod orders;
 mod parquet_files;
+mod processes;
 mod redis_server;
 mod s3_server;
 mod scenario;
@@ -43,8 +46,8 @@ mod scenario;
 // file would warn about its re-export, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    cli_runner::*, layouts::*, orders::*, parquet_files::*, redis_server::*, s3_server::*,
-    scenario::*,
+    cli_runner::*, layouts::*, orders::*, parquet_files::*, processes::*, redis_server::*,
+    s3_server::*, scenario::*,
 };
 
 use std::fs;
