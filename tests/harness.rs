@@ -290,6 +290,46 @@ fn order_facts_batch_has_the_fact_schema_and_its_values() {
 }
 
 #[test]
+fn scenario_writes_partitions_where_its_docs_say() {
+    let redis = RedisServer::start();
+    let scenario = Scenario::new(&redis);
+    scenario
+        .partition("wh/t", "2026-11-20", &[b"a".to_vec(), b"b".to_vec()])
+        .spark("wh/s", "dt=2026-11-20", &[orders_batch(&[1], "x")])
+        .spark_unmarked("wh/s", "dt=2026-11-21", &[orders_batch(&[2], "y")]);
+    let files = list_files(scenario.root());
+    let in_partition = |dir: &str| -> Vec<&str> {
+        files
+            .iter()
+            .filter_map(|f| f.strip_prefix(dir))
+            .filter(|f| !f.contains('/'))
+            .collect()
+    };
+    assert_eq!(
+        in_partition("wh/t/dt=2026-11-20/"),
+        vec!["_SUCCESS", "part-00000.parquet", "part-00001.parquet"]
+    );
+    assert_eq!(
+        std::fs::read(
+            scenario
+                .root()
+                .join("wh/t/dt=2026-11-20/part-00001.parquet")
+        )
+        .unwrap(),
+        b"b"
+    );
+    assert!(in_partition("wh/s/dt=2026-11-20/").contains(&"_SUCCESS"));
+    assert!(!in_partition("wh/s/dt=2026-11-21/").contains(&"_SUCCESS"));
+    let text = scenario.config_text(&table_toml("t", "wh/t", "k", "value_format = \"hash\""));
+    let config = coldsync::config::Config::parse(&text, &Default::default()).unwrap();
+    assert_eq!(config.tables[0].name, "t");
+    assert!(
+        text.contains(&format!("redis://127.0.0.1:{}/0", redis.port)),
+        "{text}"
+    );
+}
+
+#[test]
 fn cli_output_event_helpers() {
     let stdout = r#"{"timestamp":"t","level":"INFO","fields":{"event":"run_start","tables":2}}
 not json

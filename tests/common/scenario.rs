@@ -1,5 +1,5 @@
-//! The setup most engine tests repeat, so that a test says only what differs: a private Redis, a
-//! temp warehouse (the fs source root), partitions written into it, the config text and an
+//! The setup most engine tests repeat, so that a test says only what differs: a temp warehouse
+//! (the fs source root) over the test's Redis, partitions written into it, the config text and an
 //! `Engine` on both.
 //!
 //! ```ignore
