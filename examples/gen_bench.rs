@@ -7,24 +7,24 @@
 //!
 //! Writes `DIR/<table>/dt=YYYY-MM-DD/part-0000N.zstd.parquet` plus `_SUCCESS` for `--partitions`
 //! days ending at `--end-date`, `--rows` rows per partition split over `--files` files, zstd,
-//! `--row-group-rows` rows per row group. Columns: `order_id` Int64 (unique across partitions),
+//! `--row-group-rows` rows per row group. Columns: the order-fact table of `tests/common/orders.rs`
+//! (shared with `gen_sample` and the tests): `order_id` Int64 (unique across partitions),
 //! `user_id`, `shop_id` Int64, `amount` Decimal128(12,2), `status`, `city` Utf8, `created_at`
-//! Timestamp(ms, UTC), `remark` Utf8, `is_first_order` Boolean: about 220 bytes of JSON per row.
+//! Timestamp(ms, UTC), `remark` Utf8 (never null here), `is_first_order` Boolean: about 220 bytes
+//! of JSON per row.
 //! Deterministic (a simple LCG).
 
 use std::fs;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use arrow_array::{
-    ArrayRef, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
-};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::{Days, NaiveDate};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+
+#[path = "../tests/common/orders.rs"]
+mod orders;
+use orders::{order_facts_batch, order_facts_schema, OrderFact};
 
 const STATUSES: &[&str] = &["created", "paid", "shipped", "delivered", "refunded"];
 const CITIES: &[&str] = &[
@@ -76,21 +76,7 @@ fn parse_args() -> Args {
 
 fn main() {
     let args = parse_args();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("order_id", DataType::Int64, false),
-        Field::new("user_id", DataType::Int64, true),
-        Field::new("shop_id", DataType::Int64, true),
-        Field::new("amount", DataType::Decimal128(12, 2), true),
-        Field::new("status", DataType::Utf8, true),
-        Field::new("city", DataType::Utf8, true),
-        Field::new(
-            "created_at",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            true,
-        ),
-        Field::new("remark", DataType::Utf8, true),
-        Field::new("is_first_order", DataType::Boolean, true),
-    ]));
+    let schema = order_facts_schema();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
         .set_max_row_group_row_count(Some(args.row_group_rows))
@@ -126,49 +112,23 @@ fn main() {
             let mut start = first;
             while start < last {
                 let end = (start + chunk).min(last);
-                let n = (end - start) as usize;
-                let ids: Vec<i64> = (start..end)
-                    .map(|i| (p * args.rows + i + 1) as i64)
+                let rows: Vec<OrderFact> = (start..end)
+                    .map(|i| {
+                        let (d0, d1, d2) = (next(), next(), next());
+                        OrderFact {
+                            order_id: (p * args.rows + i + 1) as i64,
+                            user_id: 1_000_000 + (d0 % 8_000_000) as i64,
+                            shop_id: 10_000 + (d0 % 50_000) as i64,
+                            amount_cents: (d1 % 10_000_000) as i128,
+                            status: STATUSES[(d0 % 5) as usize],
+                            city: CITIES[(d0 % 8) as usize],
+                            created_at_ms: day_ms + (d2 % 86_400_000) as i64,
+                            remark: Some(REMARKS[(d0 % 4) as usize]),
+                            is_first_order: d0 % 7 == 0,
+                        }
+                    })
                     .collect();
-                let draws: Vec<(u64, u64, u64)> =
-                    (0..n).map(|_| (next(), next(), next())).collect();
-                let columns: Vec<ArrayRef> = vec![
-                    Arc::new(Int64Array::from(ids)),
-                    Arc::new(Int64Array::from_iter_values(
-                        draws.iter().map(|d| 1_000_000 + (d.0 % 8_000_000) as i64),
-                    )),
-                    Arc::new(Int64Array::from_iter_values(
-                        draws.iter().map(|d| 10_000 + (d.0 % 50_000) as i64),
-                    )),
-                    Arc::new(
-                        Decimal128Array::from_iter_values(
-                            draws.iter().map(|d| (d.1 % 10_000_000) as i128),
-                        )
-                        .with_precision_and_scale(12, 2)
-                        .unwrap(),
-                    ),
-                    Arc::new(StringArray::from_iter_values(
-                        draws.iter().map(|d| STATUSES[(d.0 % 5) as usize]),
-                    )),
-                    Arc::new(StringArray::from_iter_values(
-                        draws.iter().map(|d| CITIES[(d.0 % 8) as usize]),
-                    )),
-                    Arc::new(
-                        TimestampMillisecondArray::from_iter_values(
-                            draws.iter().map(|d| day_ms + (d.2 % 86_400_000) as i64),
-                        )
-                        .with_timezone("UTC"),
-                    ),
-                    Arc::new(StringArray::from_iter_values(
-                        draws.iter().map(|d| REMARKS[(d.0 % 4) as usize]),
-                    )),
-                    Arc::new(BooleanArray::from(
-                        draws.iter().map(|d| d.0 % 7 == 0).collect::<Vec<_>>(),
-                    )),
-                ];
-                writer
-                    .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
-                    .unwrap();
+                writer.write(&order_facts_batch(&rows)).unwrap();
                 start = end;
             }
             writer.close().unwrap();

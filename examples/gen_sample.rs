@@ -17,7 +17,8 @@
 //! (`end-date` and the day before) are the "hot" days. `--end-date` defaults to
 //! today (UTC). Existing `dt=` directories for the generated days are replaced.
 //!
-//! Columns: `order_id Int64` (non-null; unique across days except that ~10% of each
+//! Columns (the order-fact table of `tests/common/orders.rs`, shared with `gen_bench` and the
+//! tests): `order_id Int64` (non-null; unique across days except that ~10% of each
 //! day's rows, from day 2 on, repeat an order of the previous day with an advanced
 //! `status` -- updates), `user_id Int64`, `shop_id Int64`, `amount Decimal128(12,2)`,
 //! `status Utf8`, `city Utf8`, `created_at Timestamp(ms, "UTC")` (within the day the
@@ -28,17 +29,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use arrow_array::{
-    ArrayRef, BooleanArray, Decimal128Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
-};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_array::RecordBatch;
 use chrono::{Days, NaiveDate};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+
+#[path = "../tests/common/orders.rs"]
+mod orders;
+use orders::{order_facts_batch, OrderFact};
 
 const CITIES: &[&str] = &[
     "Amsterdam",
@@ -96,19 +96,6 @@ impl Lcg {
             c & 0xffff
         )
     }
-}
-
-#[derive(Clone)]
-struct Order {
-    order_id: i64,
-    user_id: i64,
-    shop_id: i64,
-    amount_cents: i128,
-    status: &'static str,
-    city: &'static str,
-    created_at_ms: i64,
-    remark: Option<&'static str>,
-    is_first_order: bool,
 }
 
 fn next_status(s: &str) -> &'static str {
@@ -182,50 +169,6 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("order_id", DataType::Int64, false),
-        Field::new("user_id", DataType::Int64, true),
-        Field::new("shop_id", DataType::Int64, true),
-        Field::new("amount", DataType::Decimal128(12, 2), true),
-        Field::new("status", DataType::Utf8, true),
-        Field::new("city", DataType::Utf8, true),
-        Field::new(
-            "created_at",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            true,
-        ),
-        Field::new("remark", DataType::Utf8, true),
-        Field::new("is_first_order", DataType::Boolean, true),
-    ]))
-}
-
-fn to_batch(rows: &[Order]) -> RecordBatch {
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.order_id),
-        )),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.user_id))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.shop_id))),
-        Arc::new(
-            Decimal128Array::from_iter_values(rows.iter().map(|r| r.amount_cents))
-                .with_precision_and_scale(12, 2)
-                .expect("decimal(12,2)"),
-        ),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.status))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.city))),
-        Arc::new(
-            TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.created_at_ms))
-                .with_timezone("UTC"),
-        ),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.remark))),
-        Arc::new(BooleanArray::from_iter(
-            rows.iter().map(|r| Some(r.is_first_order)),
-        )),
-    ];
-    RecordBatch::try_new(schema(), cols).expect("orders batch")
-}
-
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64, String> {
     let file = fs::File::create(path).map_err(|e| format!("create {}: {e}", path.display()))?;
     let props = WriterProperties::builder()
@@ -252,7 +195,7 @@ fn run(args: &Args) -> Result<(), String> {
     let hot_from = args.end_date.pred_opt().ok_or("date out of range")?;
     let mut rng = Lcg(0x00c0_1d5e_ed00_2026);
     let mut next_id: i64 = 1_000_001;
-    let mut prev_day: Vec<Order> = Vec::new();
+    let mut prev_day: Vec<OrderFact> = Vec::new();
     let (mut total_rows, mut total_updates, mut total_files) = (0usize, 0usize, 0usize);
 
     println!(
@@ -278,11 +221,11 @@ fn run(args: &Args) -> Result<(), String> {
         } else {
             (args.rows_per_day / 10).min(prev_day.len().div_ceil(10))
         };
-        let mut rows: Vec<Order> = prev_day
+        let mut rows: Vec<OrderFact> = prev_day
             .iter()
             .step_by(10)
             .take(n_updates)
-            .map(|o| Order {
+            .map(|o| OrderFact {
                 status: next_status(o.status),
                 ..o.clone()
             })
@@ -295,7 +238,7 @@ fn run(args: &Args) -> Result<(), String> {
             } else {
                 Some(rng.pick(REMARKS))
             };
-            rows.push(Order {
+            rows.push(OrderFact {
                 order_id,
                 user_id: 1 + rng.below(50_000) as i64,
                 shop_id: 1 + rng.below(500) as i64,
@@ -319,7 +262,7 @@ fn run(args: &Args) -> Result<(), String> {
         let hot = if date >= hot_from { " (hot)" } else { "" };
         for (i, chunk) in [&rows[..half], &rows[half..]].into_iter().enumerate() {
             let path = part_dir.join(format!("part-{i:05}-{job}-c000.snappy.parquet"));
-            let size = write_parquet(&path, &to_batch(chunk))?;
+            let size = write_parquet(&path, &order_facts_batch(chunk))?;
             println!(
                 "  wrote {} ({} rows, {size} bytes){hot}",
                 path.display(),

@@ -742,39 +742,35 @@ fn help_works_for_every_subcommand() {
 
 #[test]
 fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    /// Runs a short command (redis-cli, kill), bounded.
+    fn quick(program: &str, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        output_within(&mut cmd, Stdio::null(), Duration::from_secs(30))
+    }
 
     let redis = RedisServer::start();
     let ws = Workspace::new();
     small_table().write_local(&ws.root());
     let text = ws.config_text(&redis_url(&redis), ORDERS_TABLE);
     ws.write_config(&format!("[daemon]\nschedule = \"*/1 * * * * *\"\n\n{text}"));
-    /// Kills the daemon if the test fails before stopping it.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = KillOnDrop(
-        Command::new(coldsync_bin())
-            .args([
-                "--config",
-                ws.config_path().to_str().unwrap(),
-                "--log-format",
-                "json",
-            ])
-            .args(["daemon", "--run-now"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    // Every read of its log and the wait for its exit are bounded; it is killed if the test fails.
+    let mut daemon_cmd = Command::new(coldsync_bin());
+    daemon_cmd
+        .args([
+            "--config",
+            ws.config_path().to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .args(["daemon", "--run-now"])
+        .stdout(Stdio::null());
+    let mut child = WatchedChild::spawn("coldsync daemon", &mut daemon_cmd);
     let mut events: Vec<Value> = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     // Wait for two finished runs: the immediate one and at least one scheduled one.
     while events
         .iter()
@@ -786,34 +782,29 @@ fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
             std::time::Instant::now() < deadline,
             "no two runs within 60s: {events:?}"
         );
-        let line = lines.next().expect("daemon stderr open").unwrap();
+        let line = child.next_line(deadline).expect("daemon stderr open");
         events.push(serde_json::from_str(&line).expect("json log line"));
     }
     // Redis restarts, empty, on the same port: the daemon reconnects and loads everything again.
     let port = redis.port.to_string();
-    let down = Command::new("redis-cli")
-        .args(["-p", &port, "shutdown", "nosave"])
-        .output()
-        .unwrap();
+    let down = quick("redis-cli", &["-p", &port, "shutdown", "nosave"]);
     assert!(down.stdout.is_empty(), "{down:?}");
     let restart_dir = tempfile::tempdir().unwrap();
-    let restarted = KillOnDrop(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(restart_dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut restart_cmd = Command::new("redis-server");
+    restart_cmd
+        .args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .current_dir(restart_dir.path())
+        .stdout(Stdio::null());
+    let restarted = WatchedChild::spawn("restarted redis-server", &mut restart_cmd);
     let reloaded =
         |e: &Value| event_name(e) == Some("run_finished") && u(e, "partitions_loaded") == 3;
     let before = events.iter().filter(|e| reloaded(e)).count();
@@ -822,27 +813,22 @@ fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
             std::time::Instant::now() < deadline,
             "no reload after the restart: {events:?}"
         );
-        let line = lines.next().expect("daemon stderr open").unwrap();
+        let line = child.next_line(deadline).expect("daemon stderr open");
         events.push(serde_json::from_str(&line).expect("json log line"));
     }
-    let reloaded_value = Command::new("redis-cli")
-        .args(["-p", &port, "GET", "ord:5"])
-        .output()
-        .unwrap();
+    let reloaded_value = quick("redis-cli", &["-p", &port, "GET", "ord:5"]);
     assert_eq!(
         String::from_utf8_lossy(&reloaded_value.stdout).trim(),
         order_json(5, "b")
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
+    let status = quick("kill", &["-TERM", &child.id().to_string()]).status;
     assert!(status.success());
-    for line in lines {
-        events.push(serde_json::from_str(&line.unwrap()).expect("json log line"));
+    let stop_deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for line in child.remaining_lines(stop_deadline) {
+        events.push(serde_json::from_str(&line).expect("json log line"));
     }
-    let exit = child.0.wait().unwrap();
+    let exit = child.wait(stop_deadline);
     assert_eq!(exit.code(), Some(0));
     let names: Vec<&str> = events.iter().filter_map(event_name).collect();
     assert_eq!(names.first(), Some(&"daemon_started"));
@@ -948,12 +934,10 @@ fn export_writes_what_run_writes_without_touching_redis() {
 
     // Piped into one redis, it gives exactly what `run` gives in another (keys, values, expiries).
     let piped = RedisServer::start();
-    let status = std::process::Command::new("redis-cli")
-        .args(["-p", &piped.port.to_string(), "--pipe"])
-        .stdin(std::fs::File::open(&resp).unwrap())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
+    let mut pipe = std::process::Command::new("redis-cli");
+    pipe.args(["-p", &piped.port.to_string(), "--pipe"]);
+    let stdin = std::fs::File::open(&resp).unwrap().into();
+    let status = output_within(&mut pipe, stdin, std::time::Duration::from_secs(60)).status;
     assert!(status.success());
     let loaded = RedisServer::start();
     ws.write(&redis_url(&loaded), ORDERS_TABLE);

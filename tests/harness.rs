@@ -1,4 +1,4 @@
-//! Self-tests of the shared harness in `tests/common/mod.rs`.
+//! Self-tests of the shared harness in `tests/common/`.
 //!
 //! These only exercise the harness (redis-server, moto, fixtures), never the
 //! `coldsync` binary, so they can run before `src/` is complete.
@@ -261,6 +261,75 @@ fn orders_batch_values_are_as_documented() {
 }
 
 #[test]
+fn order_facts_batch_has_the_fact_schema_and_its_values() {
+    let row = |order_id, remark| OrderFact {
+        order_id,
+        user_id: 7,
+        shop_id: 8,
+        amount_cents: 12_345,
+        status: "paid",
+        city: "Wien",
+        created_at_ms: ORDERS_BASE_TS_MS,
+        remark,
+        is_first_order: order_id == 1,
+    };
+    let b = order_facts_batch(&[row(1, Some("fragile")), row(2, None)]);
+    assert_eq!(b.schema(), order_facts_schema());
+    assert_eq!(b.num_rows(), 2);
+    let amount = b.column(3).as_primitive::<Decimal128Type>();
+    assert_eq!(amount.value_as_string(0), "123.45");
+    let created = b.column(6).as_primitive::<TimestampMillisecondType>();
+    assert_eq!(created.timezone(), Some("UTC"));
+    let remark = b.column(7).as_string::<i32>();
+    assert_eq!((remark.value(0), remark.is_null(1)), ("fragile", true));
+    let first = b.column(8).as_boolean();
+    assert_eq!((first.value(0), first.value(1)), (true, false));
+    for (i, c) in b.columns().iter().enumerate() {
+        assert_eq!(c.null_count(), usize::from(i == 7), "column {i}");
+    }
+}
+
+#[test]
+fn scenario_writes_partitions_where_its_docs_say() {
+    let redis = RedisServer::start();
+    let scenario = Scenario::new(&redis);
+    scenario
+        .partition("wh/t", "2026-11-20", &[b"a".to_vec(), b"b".to_vec()])
+        .spark("wh/s", "dt=2026-11-20", &[orders_batch(&[1], "x")])
+        .spark_unmarked("wh/s", "dt=2026-11-21", &[orders_batch(&[2], "y")]);
+    let files = list_files(scenario.root());
+    let in_partition = |dir: &str| -> Vec<&str> {
+        files
+            .iter()
+            .filter_map(|f| f.strip_prefix(dir))
+            .filter(|f| !f.contains('/'))
+            .collect()
+    };
+    assert_eq!(
+        in_partition("wh/t/dt=2026-11-20/"),
+        vec!["_SUCCESS", "part-00000.parquet", "part-00001.parquet"]
+    );
+    assert_eq!(
+        std::fs::read(
+            scenario
+                .root()
+                .join("wh/t/dt=2026-11-20/part-00001.parquet")
+        )
+        .unwrap(),
+        b"b"
+    );
+    assert!(in_partition("wh/s/dt=2026-11-20/").contains(&"_SUCCESS"));
+    assert!(!in_partition("wh/s/dt=2026-11-21/").contains(&"_SUCCESS"));
+    let text = scenario.config_text(&table_toml("t", "wh/t", "k", "value_format = \"hash\""));
+    let config = coldsync::config::Config::parse(&text, &Default::default()).unwrap();
+    assert_eq!(config.tables[0].name, "t");
+    assert!(
+        text.contains(&format!("redis://127.0.0.1:{}/0", redis.port)),
+        "{text}"
+    );
+}
+
+#[test]
 fn cli_output_event_helpers() {
     let stdout = r#"{"timestamp":"t","level":"INFO","fields":{"event":"run_start","tables":2}}
 not json
@@ -358,4 +427,108 @@ async fn s3_fixture_round_trip() {
         .await
         .unwrap();
     assert!(listed_other.iter().all(|e| e.metadata().is_dir()));
+}
+
+/// Runs `f` on a thread of its own and returns the message it panicked with. Fails the test if
+/// `f` returns without panicking, or neither returns nor panics within `limit` (a wait that
+/// blocks: the thread is left behind).
+fn panic_message_within(limit: Duration, f: impl FnOnce() + Send + 'static) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let message = result.err().map(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        });
+        let _ = tx.send(message);
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("the wait neither returned nor failed within {limit:?}"))
+        .expect("the wait should have failed")
+}
+
+/// True while a process with this id exists (a reaped child is gone from /proc).
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_silent_child_fails_the_line_wait_in_time_and_is_killed() {
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let message = panic_message_within(Duration::from_secs(30), move || {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo started >&2; exec sleep 1000"]);
+        let mut child = WatchedChild::spawn("silent sh", &mut cmd);
+        pid_tx.send(child.id()).unwrap();
+        let soon = || std::time::Instant::now() + Duration::from_secs(5);
+        assert_eq!(child.next_line(soon()).as_deref(), Some("started"));
+        child.next_line(std::time::Instant::now() + Duration::from_millis(300));
+    });
+    assert!(message.contains("silent sh"), "{message}");
+    assert!(
+        message.contains("started"),
+        "what it printed so far: {message}"
+    );
+    let pid = pid_rx.recv().unwrap();
+    assert!(!process_exists(pid), "child {pid} still runs");
+}
+
+#[test]
+fn a_child_that_never_exits_fails_the_exit_wait_in_time_and_is_killed() {
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let message = panic_message_within(Duration::from_secs(30), move || {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("1000");
+        let mut child = WatchedChild::spawn("sleep", &mut cmd);
+        pid_tx.send(child.id()).unwrap();
+        child.wait(std::time::Instant::now() + Duration::from_millis(300));
+    });
+    assert!(message.contains("sleep"), "{message}");
+    let pid = pid_rx.recv().unwrap();
+    assert!(!process_exists(pid), "child {pid} still runs");
+}
+
+#[test]
+fn a_command_that_hangs_fails_output_within_in_time() {
+    let message = panic_message_within(Duration::from_secs(30), || {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo partial; exec sleep 1000"]);
+        output_within(
+            &mut cmd,
+            std::process::Stdio::null(),
+            Duration::from_millis(300),
+        );
+    });
+    assert!(
+        message.contains("partial"),
+        "what it printed so far: {message}"
+    );
+}
+
+#[test]
+fn bounded_waits_return_what_a_quick_child_prints() {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+    let out = output_within(
+        &mut cmd,
+        std::process::Stdio::null(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice()),
+        (&b"out\n"[..], &b"err\n"[..])
+    );
+
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "echo one >&2; echo two >&2; echo three >&2"]);
+    let mut child = WatchedChild::spawn("sh", &mut cmd);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    assert_eq!(child.next_line(deadline).as_deref(), Some("one"));
+    assert_eq!(child.remaining_lines(deadline), vec!["two", "three"]);
+    assert_eq!(child.next_line(deadline), None);
+    assert!(child.wait(deadline).success());
 }

@@ -3,11 +3,9 @@
 //! value contract, schema evolution, broken files and a Redis that refuses writes.
 
 mod common;
-use common::fs_engine as engine;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arrow_array::builder::{Int32Builder, MapBuilder, StringBuilder};
@@ -116,15 +114,6 @@ async fn run(engine: &Engine, as_of: NaiveDate) -> Ran {
     }
 }
 
-/// Writes `<table>/dt=<date>/<name>` for every file, and the partition's `_SUCCESS`.
-fn put_partition(root: &Path, table: &str, date: &str, files: &[(&str, Vec<u8>)]) {
-    let dir = format!("{table}/dt={date}");
-    for (name, bytes) in files {
-        write_file(root, &format!("{dir}/{name}"), bytes);
-    }
-    write_success(root, &dir);
-}
-
 fn pq(batch: &RecordBatch) -> Vec<u8> {
     parquet_bytes(batch, 1024, Compression::SNAPPY)
 }
@@ -217,13 +206,8 @@ fn format_rows() -> RecordBatch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_value_format_writes_exact_values_and_expiry() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    put_partition(
-        dir.path(),
-        "wh/orders",
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&format_rows()))],
-    );
+    let scenario = Scenario::new(&redis);
+    scenario.partition("wh/orders", "2026-11-20", &[pq(&format_rows())]);
     let tables = r#"
 [[tables]]
 name = "json"
@@ -263,7 +247,7 @@ path = "wh/orders"
 key = "cold:osh:{order_id}"
 timezone = "Asia/Shanghai"
 "#;
-    let engine = engine(dir.path(), &redis, tables).await;
+    let engine = scenario.engine(tables).await;
     let date = d(2026, 11, 20);
     let ran = run(&engine, d(2026, 11, 22)).await;
     assert_ok(&ran, 6);
@@ -362,7 +346,7 @@ timezone = "Asia/Shanghai"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hash_reload_leaves_no_stale_fields() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(&redis);
     let rows = |status: Option<&str>, qty: Option<i32>| {
         batch(vec![
             ("order_id", i64s(vec![Some(1)])),
@@ -377,13 +361,12 @@ path = "wh/orders"
 key = "cold:orders:{order_id}"
 value_format = "hash"
 "#;
-    put_partition(
-        dir.path(),
+    scenario.partition(
         "wh/orders",
         "2026-11-20",
-        &[("part-00000.parquet", pq(&rows(Some("paid"), Some(3))))],
+        &[pq(&rows(Some("paid"), Some(3)))],
     );
-    let engine = engine(dir.path(), &redis, tables).await;
+    let engine = scenario.engine(tables).await;
     assert_ok(&run(&engine, d(2026, 11, 22)).await, 1);
     assert_eq!(
         redis.hgetall("cold:orders:1"),
@@ -395,12 +378,7 @@ value_format = "hash"
     );
 
     // A newer partition whose row has a null status: the field disappears.
-    put_partition(
-        dir.path(),
-        "wh/orders",
-        "2026-11-21",
-        &[("part-00000.parquet", pq(&rows(None, Some(5))))],
-    );
+    scenario.partition("wh/orders", "2026-11-21", &[pq(&rows(None, Some(5)))]);
     assert_ok(&run(&engine, d(2026, 11, 23)).await, 1);
     assert_eq!(redis.hgetall("cold:orders:1"), map(&[("qty", "5")]));
     assert_eq!(
@@ -410,11 +388,10 @@ value_format = "hash"
 
     // The same partition rewritten (changed fingerprint) and reloaded: qty now null.
     std::thread::sleep(std::time::Duration::from_millis(20));
-    put_partition(
-        dir.path(),
+    scenario.partition(
         "wh/orders",
         "2026-11-21",
-        &[("part-00000.parquet", pq(&rows(Some("refunded"), None)))],
+        &[pq(&rows(Some("refunded"), None))],
     );
     let ran = run(&engine, d(2026, 11, 23)).await;
     assert_ok(&ran, 1);
@@ -441,24 +418,14 @@ value_format = "hash"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn composite_escaped_and_date_key_templates() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(&redis);
     let skus = batch(vec![
         ("shop_id", strs(vec![Some("s1"), Some("s2"), Some("s1")])),
         ("sku_id", i64s(vec![Some(7), Some(7), Some(8)])),
         ("price", dec(vec![Some(100), Some(250), Some(-5)], 10, 2)),
     ]);
-    put_partition(
-        dir.path(),
-        "wh/skus",
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&skus))],
-    );
-    put_partition(
-        dir.path(),
-        "wh/orders",
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&orders_batch(&[42], "x")))],
-    );
+    scenario.partition("wh/skus", "2026-11-20", &[pq(&skus)]);
+    scenario.partition("wh/orders", "2026-11-20", &[pq(&orders_batch(&[42], "x"))]);
     let daily = batch(vec![
         (
             "day",
@@ -467,12 +434,7 @@ async fn composite_escaped_and_date_key_templates() {
         ("region", strs(vec![Some("eu"), Some("us")])),
         ("total", i64s(vec![Some(10), Some(20)])),
     ]);
-    put_partition(
-        dir.path(),
-        "wh/daily",
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&daily))],
-    );
+    scenario.partition("wh/daily", "2026-11-20", &[pq(&daily)]);
     let tables = r#"
 [[tables]]
 name = "skus"
@@ -489,7 +451,7 @@ name = "daily"
 path = "wh/daily"
 key = "cold:daily:{day}:{region}"
 "#;
-    let engine = engine(dir.path(), &redis, tables).await;
+    let engine = scenario.engine(tables).await;
     let ran = run(&engine, d(2026, 11, 22)).await;
     assert_ok(&ran, 3);
     assert_eq!(
@@ -535,7 +497,7 @@ key = "cold:daily:{day}:{region}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_and_empty_key_rows_are_skipped_and_counted() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(&redis);
     let orders = batch(vec![
         ("order_id", i64s(vec![Some(1), None, Some(3), None])),
         (
@@ -543,33 +505,18 @@ async fn null_and_empty_key_rows_are_skipped_and_counted() {
             strs(vec![Some("a"), Some("b"), Some("c"), Some("d")]),
         ),
     ]);
-    put_partition(
-        dir.path(),
-        "wh/orders",
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&orders))],
-    );
+    scenario.partition("wh/orders", "2026-11-20", &[pq(&orders)]);
     let by_code = batch(vec![
         ("code", strs(vec![Some("A"), Some(""), None, Some("B")])),
         ("n", i64s(vec![Some(1), Some(2), Some(3), Some(4)])),
     ]);
-    put_partition(
-        dir.path(),
-        "wh/codes",
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&by_code))],
-    );
+    scenario.partition("wh/codes", "2026-11-20", &[pq(&by_code)]);
     let skus = batch(vec![
         ("shop_id", strs(vec![Some(""), Some("s1"), Some("s1")])),
         ("sku_id", i64s(vec![Some(7), None, Some(9)])),
         ("n", i64s(vec![Some(1), Some(2), Some(3)])),
     ]);
-    put_partition(
-        dir.path(),
-        "wh/skus",
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&skus))],
-    );
+    scenario.partition("wh/skus", "2026-11-20", &[pq(&skus)]);
     let tables = r#"
 [[tables]]
 name = "orders"
@@ -586,7 +533,7 @@ name = "skus"
 path = "wh/skus"
 key = "cold:sku:{shop_id}:{sku_id}"
 "#;
-    let engine = engine(dir.path(), &redis, tables).await;
+    let engine = scenario.engine(tables).await;
     let date = d(2026, 11, 20);
     let ran = run(&engine, d(2026, 11, 22)).await;
     assert_ok(&ran, 3);
@@ -734,18 +681,13 @@ fn all_types_batch() -> RecordBatch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_arrow_type_round_trips_to_exact_json() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(&redis);
     let b = all_types_batch();
     let bytes = pq(&b);
     // The Parquet file keeps the Arrow types (sanity check of the fixture itself).
     let back = read_parquet_bytes(&bytes);
     assert_eq!(back[0].schema().fields(), b.schema().fields());
-    put_partition(
-        dir.path(),
-        "wh/types",
-        "2026-11-20",
-        &[("part-00000.parquet", bytes)],
-    );
+    scenario.partition("wh/types", "2026-11-20", &[bytes]);
     let tables = r#"
 [[tables]]
 name = "iso"
@@ -759,7 +701,7 @@ key = "cold:epoch:{order_id}"
 date_encoding = "epoch_days"
 timestamp_encoding = "epoch_millis"
 "#;
-    let engine = engine(dir.path(), &redis, tables).await;
+    let engine = scenario.engine(tables).await;
     let ran = run(&engine, d(2026, 11, 22)).await;
     assert_ok(&ran, 2);
 
@@ -844,29 +786,15 @@ fn new_schema_rows(ids: &[i64]) -> RecordBatch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_evolution_widened_key_and_added_column() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(&redis);
     // Table with explicit columns: partition A (old schema), B (new schema).
-    put_partition(
-        dir.path(),
-        "wh/evo",
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&old_schema_rows(&[1, 2])))],
-    );
-    put_partition(
-        dir.path(),
-        "wh/evo",
-        "2026-11-21",
-        &[("part-00000.parquet", pq(&new_schema_rows(&[3, 4])))],
-    );
+    scenario.partition("wh/evo", "2026-11-20", &[pq(&old_schema_rows(&[1, 2]))]);
+    scenario.partition("wh/evo", "2026-11-21", &[pq(&new_schema_rows(&[3, 4]))]);
     // Table without `columns`: one partition mixing both schemas.
-    put_partition(
-        dir.path(),
+    scenario.partition(
         "wh/mixed",
         "2026-11-21",
-        &[
-            ("part-00000.parquet", pq(&old_schema_rows(&[1]))),
-            ("part-00001.parquet", pq(&new_schema_rows(&[2]))),
-        ],
+        &[pq(&old_schema_rows(&[1])), pq(&new_schema_rows(&[2]))],
     );
     let tables = r#"
 [[tables]]
@@ -887,7 +815,7 @@ name = "mixed"
 path = "wh/mixed"
 key = "cold:mixed:{order_id}"
 "#;
-    let engine = engine(dir.path(), &redis, tables).await;
+    let engine = scenario.engine(tables).await;
     let ran = run(&engine, d(2026, 11, 23)).await;
     assert_ok(&ran, 5);
     assert_eq!(
@@ -929,14 +857,9 @@ key = "cold:mixed:{order_id}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_key_column_type_fails_only_its_partition() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(&redis);
     let t = "wh/orders";
-    put_partition(
-        dir.path(),
-        t,
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&orders_batch(&[1, 2], "a")))],
-    );
+    scenario.partition(t, "2026-11-20", &[pq(&orders_batch(&[1, 2], "a"))]);
     // A good file beside a file whose key column is a float.
     let float_key = batch(vec![
         (
@@ -945,14 +868,10 @@ async fn unusable_key_column_type_fails_only_its_partition() {
         ),
         ("status", strs(vec![Some("x"), Some("y")])),
     ]);
-    put_partition(
-        dir.path(),
+    scenario.partition(
         t,
         "2026-11-21",
-        &[
-            ("part-00000.parquet", pq(&orders_batch(&[20, 21], "b"))),
-            ("part-00001.parquet", pq(&float_key)),
-        ],
+        &[pq(&orders_batch(&[20, 21], "b")), pq(&float_key)],
     );
     // A partition whose key column is a struct.
     let struct_key = StructArray::try_new(
@@ -965,25 +884,11 @@ async fn unusable_key_column_type_fails_only_its_partition() {
         ("order_id", Arc::new(struct_key) as ArrayRef),
         ("status", strs(vec![Some("z")])),
     ]);
-    put_partition(
-        dir.path(),
-        t,
-        "2026-11-22",
-        &[("part-00000.parquet", pq(&struct_batch))],
-    );
-    put_partition(
-        dir.path(),
-        t,
-        "2026-11-23",
-        &[("part-00000.parquet", pq(&orders_batch(&[5], "c")))],
-    );
-    let tables = r#"
-[[tables]]
-name = "orders"
-path = "wh/orders"
-key = "cold:orders:{order_id}"
-"#;
-    let engine = engine(dir.path(), &redis, tables).await;
+    scenario.partition(t, "2026-11-22", &[pq(&struct_batch)]);
+    scenario.partition(t, "2026-11-23", &[pq(&orders_batch(&[5], "c"))]);
+    let engine = scenario
+        .engine(&table_toml("orders", "wh/orders", "cold:orders", ""))
+        .await;
     let ran = run(&engine, d(2026, 11, 25)).await;
     assert_eq!(ran.summary.exit_code, 3, "{:#?}", ran.summary);
     assert_eq!(ran.summary.partitions_loaded, 2);
@@ -1028,34 +933,21 @@ key = "cold:orders:{order_id}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_file_fails_partition_before_any_write() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(&redis);
     let t = "wh/orders";
-    put_partition(
-        dir.path(),
-        t,
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&orders_batch(&[1, 2, 3], "a")))],
-    );
+    scenario.partition(t, "2026-11-20", &[pq(&orders_batch(&[1, 2, 3], "a"))]);
     let good: Vec<i64> = (100..400).collect();
-    put_partition(
-        dir.path(),
+    scenario.partition(
         t,
         "2026-11-21",
         &[
-            ("part-00000.parquet", pq(&orders_batch(&good, "b"))),
-            (
-                "part-00001.parquet",
-                b"this is not parquet at all, just some garbage bytes".to_vec(),
-            ),
+            pq(&orders_batch(&good, "b")),
+            b"this is not parquet at all, just some garbage bytes".to_vec(),
         ],
     );
-    let tables = r#"
-[[tables]]
-name = "orders"
-path = "wh/orders"
-key = "cold:orders:{order_id}"
-"#;
-    let engine = engine(dir.path(), &redis, tables).await;
+    let engine = scenario
+        .engine(&table_toml("orders", "wh/orders", "cold:orders", ""))
+        .await;
     let ran = run(&engine, d(2026, 11, 23)).await;
     assert_eq!(ran.summary.exit_code, 3, "{:#?}", ran.summary);
     assert_eq!(ran.summary.partitions_failed, 1);
@@ -1094,15 +986,17 @@ key = "cold:orders:{order_id}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hive_extensionless_files_load() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(&redis);
     let mut fx = HiveTableFixture::new("wh/hive_orders");
     fx.hive_partition(
         "dt=2026-11-20",
         &[orders_batch(&[1, 2], "h"), orders_batch(&[3], "h")],
     );
-    fx.write_local(dir.path());
-    write_success(dir.path(), "wh/hive_orders/dt=2026-11-20");
-    assert!(list_files(dir.path()).contains(&"wh/hive_orders/dt=2026-11-20/000001_0".to_string()));
+    fx.write_local(scenario.root());
+    write_success(scenario.root(), "wh/hive_orders/dt=2026-11-20");
+    assert!(
+        list_files(scenario.root()).contains(&"wh/hive_orders/dt=2026-11-20/000001_0".to_string())
+    );
     let tables = r#"
 [[tables]]
 name = "hive"
@@ -1110,7 +1004,7 @@ path = "wh/hive_orders"
 key = "cold:hive:{order_id}"
 columns = ["status"]
 "#;
-    let engine = engine(dir.path(), &redis, tables).await;
+    let engine = scenario.engine(tables).await;
     let ran = run(&engine, d(2026, 11, 22)).await;
     assert_ok(&ran, 1);
     assert_eq!(
@@ -1134,14 +1028,9 @@ columns = ["status"]
 async fn redis_out_of_memory_fails_partition_without_ledger_entry() {
     let redis =
         RedisServer::start_with_args(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
-    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(&redis);
     let t = "wh/orders";
-    put_partition(
-        dir.path(),
-        t,
-        "2026-11-20",
-        &[("part-00000.parquet", pq(&orders_batch(&[1, 2], "small")))],
-    );
+    scenario.partition(t, "2026-11-20", &[pq(&orders_batch(&[1, 2], "small"))]);
     let ids: Vec<i64> = (1_000..31_000).collect();
     let padding = "p".repeat(200);
     let big = batch(vec![
@@ -1155,19 +1044,10 @@ async fn redis_out_of_memory_fails_partition_without_ledger_entry() {
             )),
         ),
     ]);
-    put_partition(
-        dir.path(),
-        t,
-        "2026-11-21",
-        &[("part-00000.parquet", pq(&big))],
-    );
-    let tables = r#"
-[[tables]]
-name = "orders"
-path = "wh/orders"
-key = "cold:orders:{order_id}"
-"#;
-    let engine = engine(dir.path(), &redis, tables).await;
+    scenario.partition(t, "2026-11-21", &[pq(&big)]);
+    let engine = scenario
+        .engine(&table_toml("orders", "wh/orders", "cold:orders", ""))
+        .await;
     let ran = run(&engine, d(2026, 11, 23)).await;
     assert_eq!(ran.summary.exit_code, 3, "{:#?}", ran.summary);
     assert_eq!(ran.summary.partitions_loaded, 1);

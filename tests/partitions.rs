@@ -6,7 +6,6 @@
 //! every absolute expiry the loader sets lies in the future and Redis keeps the keys.
 
 mod common;
-use common::fs_engine as engine;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -16,7 +15,6 @@ use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use coldsync::plan::{PartitionState, TablePlan};
 use coldsync::run::{partition_expiry, Backfill, Engine, RunOptions, RunSummary, TableOutcome};
 use common::*;
-use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 const ORDERS_PATH: &str = "warehouse/orders";
@@ -42,13 +40,6 @@ fn iso(d: NaiveDate) -> String {
 /// `dt=YYYY-MM-DD`.
 fn dt(d: NaiveDate) -> String {
     format!("dt={}", iso(d))
-}
-
-/// `[[tables]]` block for table `name` at `path` with key `prefix:{order_id}` plus extra lines.
-fn table_toml(name: &str, path: &str, prefix: &str, extra: &str) -> String {
-    format!(
-        "[[tables]]\nname = \"{name}\"\npath = \"{path}\"\nkey = \"{prefix}:{{order_id}}\"\n{extra}\n"
-    )
 }
 
 /// The `orders` table at `warehouse/orders`, keys `ord:{order_id}`.
@@ -163,30 +154,6 @@ fn exp30(date: NaiveDate) -> i64 {
     utc_midnight_ms(date, 31)
 }
 
-/// Writes a Spark-style partition (`part-*.snappy.parquet`, `.crc`, `_SUCCESS`, `_temporary` junk)
-/// of `table_path` with one file per batch.
-fn spark(root: &Path, table_path: &str, partition: &str, batches: &[arrow_array::RecordBatch]) {
-    HiveTableFixture::new(table_path)
-        .spark_partition(partition, batches)
-        .write_local(root);
-}
-
-/// Spark-style partition without any `_SUCCESS` marker.
-fn spark_unmarked(
-    root: &Path,
-    table_path: &str,
-    partition: &str,
-    batches: &[arrow_array::RecordBatch],
-) {
-    let opts = SparkOptions {
-        success: SuccessMarker::None,
-        ..SparkOptions::default()
-    };
-    HiveTableFixture::new(table_path)
-        .spark_partition_with(partition, batches, &opts)
-        .write_local(root);
-}
-
 fn set_mtime(path: &Path, at: SystemTime) {
     let f = std::fs::File::options()
         .write(true)
@@ -251,8 +218,8 @@ fn assert_json_key(redis: &RedisServer, prefix: &str, id: i64, suffix: &str, exp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spark_and_hive_layouts_load_only_real_data() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
+    let root = scenario.root();
     let (d1, d2) = (ago(3), ago(2));
 
     // Spark: two part files per partition, .crc siblings, _SUCCESS + ._SUCCESS.crc, and a corrupt
@@ -311,7 +278,7 @@ async fn spark_and_hive_layouts_load_only_real_data() {
             "hv",
             "completeness = \"none\"",
         );
-    let engine = engine(root, &redis, &tables).await;
+    let engine = scenario.engine(&tables).await;
     let summary = run(&engine, today()).await;
 
     assert_eq!(summary.exit_code, 0, "{summary:?}");
@@ -378,26 +345,26 @@ async fn spark_and_hive_layouts_load_only_real_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hour_sub_partitions_load_as_one_date() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
+    let root = scenario.root();
     let d = ago(2);
     let h3 = format!("{}/hour=03", dt(d));
     let h4 = format!("{}/hour=04", dt(d));
 
     // sub_a: one marker in the date dir; sub_b: a marker in every hour dir;
     // sub_c: a marker in hour=03 only -> incomplete.
-    spark_unmarked(root, "t/sub_a", &h3, &[orders_batch(&[1, 2, 9], "h3")]);
-    spark_unmarked(root, "t/sub_a", &h4, &[orders_batch(&[3, 4, 9], "h4")]);
+    scenario.spark_unmarked("t/sub_a", &h3, &[orders_batch(&[1, 2, 9], "h3")]);
+    scenario.spark_unmarked("t/sub_a", &h4, &[orders_batch(&[3, 4, 9], "h4")]);
     write_success(root, &format!("t/sub_a/{}", dt(d)));
-    spark(root, "t/sub_b", &h3, &[orders_batch(&[1, 2, 9], "h3")]);
-    spark(root, "t/sub_b", &h4, &[orders_batch(&[3, 4, 9], "h4")]);
-    spark(root, "t/sub_c", &h3, &[orders_batch(&[1, 2], "h3")]);
-    spark_unmarked(root, "t/sub_c", &h4, &[orders_batch(&[3, 4], "h4")]);
+    scenario.spark("t/sub_b", &h3, &[orders_batch(&[1, 2, 9], "h3")]);
+    scenario.spark("t/sub_b", &h4, &[orders_batch(&[3, 4, 9], "h4")]);
+    scenario.spark("t/sub_c", &h3, &[orders_batch(&[1, 2], "h3")]);
+    scenario.spark_unmarked("t/sub_c", &h4, &[orders_batch(&[3, 4], "h4")]);
 
     let tables = table_toml("sub_a", "t/sub_a", "a", "")
         + &table_toml("sub_b", "t/sub_b", "b", "")
         + &table_toml("sub_c", "t/sub_c", "c", "");
-    let engine = engine(root, &redis, &tables).await;
+    let engine = scenario.engine(&tables).await;
 
     let pc = plan(&engine, "sub_c", today()).await;
     assert_eq!(
@@ -453,16 +420,17 @@ async fn hour_sub_partitions_load_as_one_date() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compact_partition_format() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
     let (d1, d2) = (ago(3), ago(2));
     let compact = |d: NaiveDate| format!("dt={}", d.format("%Y%m%d"));
-    spark(root, ORDERS_PATH, &compact(d1), &[orders_batch(&[1], "c1")]);
-    spark(root, ORDERS_PATH, &compact(d2), &[orders_batch(&[2], "c2")]);
+    scenario.spark(ORDERS_PATH, &compact(d1), &[orders_batch(&[1], "c1")]);
+    scenario.spark(ORDERS_PATH, &compact(d2), &[orders_batch(&[2], "c2")]);
     // The dashed form is not a value in this table's format.
-    spark(root, ORDERS_PATH, &dt(d2), &[orders_batch(&[99], "dash")]);
+    scenario.spark(ORDERS_PATH, &dt(d2), &[orders_batch(&[99], "dash")]);
 
-    let engine = engine(root, &redis, &orders_toml("partition_format = \"%Y%m%d\"")).await;
+    let engine = scenario
+        .engine(&orders_toml("partition_format = \"%Y%m%d\""))
+        .await;
     let p = plan(&engine, "orders", today()).await;
     assert_eq!(p.invalid_values, vec![iso(d2)]);
     assert_eq!(
@@ -489,24 +457,17 @@ async fn compact_partition_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hive_default_partition_is_skipped() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
     let d = ago(2);
-    spark(root, ORDERS_PATH, &dt(d), &[orders_batch(&[1, 2], "ok")]);
-    spark(
-        root,
+    scenario.spark(ORDERS_PATH, &dt(d), &[orders_batch(&[1, 2], "ok")]);
+    scenario.spark(
         ORDERS_PATH,
         "dt=__HIVE_DEFAULT_PARTITION__",
         &[orders_batch(&[900, 901], "null-dt")],
     );
-    spark(
-        root,
-        ORDERS_PATH,
-        "dt=not-a-date",
-        &[orders_batch(&[902], "x")],
-    );
+    scenario.spark(ORDERS_PATH, "dt=not-a-date", &[orders_batch(&[902], "x")]);
 
-    let engine = engine(root, &redis, &orders_toml("")).await;
+    let engine = scenario.engine(&orders_toml("")).await;
     let p = plan(&engine, "orders", today()).await;
     assert_eq!(
         p.invalid_values,
@@ -548,16 +509,16 @@ async fn hive_default_partition_is_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marker_completeness_skips_unmarked_partition() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
+    let root = scenario.root();
     let (d1, d2) = (ago(3), ago(2));
-    spark_unmarked(root, ORDERS_PATH, &dt(d1), &[orders_batch(&[1], "u")]);
-    spark(root, ORDERS_PATH, &dt(d2), &[orders_batch(&[2], "m")]);
+    scenario.spark_unmarked(ORDERS_PATH, &dt(d1), &[orders_batch(&[1], "u")]);
+    scenario.spark(ORDERS_PATH, &dt(d2), &[orders_batch(&[2], "m")]);
     // A partition holding only a marker and a zero-byte file is complete and empty.
     write_success(root, &format!("{ORDERS_PATH}/{}", dt(ago(4))));
     write_file(root, &format!("{ORDERS_PATH}/{}/part-0", dt(ago(4))), b"");
 
-    let engine = engine(root, &redis, &orders_toml("")).await;
+    let engine = scenario.engine(&orders_toml("")).await;
     let p = plan(&engine, "orders", today()).await;
     assert_eq!(
         states(&p),
@@ -610,8 +571,8 @@ async fn marker_completeness_skips_unmarked_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_marker_completeness_compares_mtimes() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
+    let root = scenario.root();
     let (d1, d2) = (ago(3), ago(2));
     let opts = SparkOptions {
         success: SuccessMarker::TableRoot,
@@ -635,12 +596,9 @@ async fn table_marker_completeness_compares_mtimes() {
     // d2 rewritten after the table's marker: a job is still writing it.
     set_tree_mtime(&root.join(ORDERS_PATH).join(dt(d2)), now - hour);
 
-    let engine = engine(
-        root,
-        &redis,
-        &orders_toml("completeness = \"table_marker\""),
-    )
-    .await;
+    let engine = scenario
+        .engine(&orders_toml("completeness = \"table_marker\""))
+        .await;
     let p = plan(&engine, "orders", today()).await;
     assert_eq!(
         states(&p),
@@ -684,12 +642,13 @@ async fn table_marker_completeness_compares_mtimes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completeness_none_loads_unmarked_partitions() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
     let (d1, d2) = (ago(3), ago(2));
-    spark_unmarked(root, ORDERS_PATH, &dt(d1), &[orders_batch(&[1], "n1")]);
-    spark_unmarked(root, ORDERS_PATH, &dt(d2), &[orders_batch(&[2], "n2")]);
-    let engine = engine(root, &redis, &orders_toml("completeness = \"none\"")).await;
+    scenario.spark_unmarked(ORDERS_PATH, &dt(d1), &[orders_batch(&[1], "n1")]);
+    scenario.spark_unmarked(ORDERS_PATH, &dt(d2), &[orders_batch(&[2], "n2")]);
+    let engine = scenario
+        .engine(&orders_toml("completeness = \"none\""))
+        .await;
     let summary = run(&engine, today()).await;
     assert_eq!(summary.exit_code, 0, "{summary:?}");
     assert_eq!(summary.partitions_loaded, 2);
@@ -701,11 +660,11 @@ async fn completeness_none_loads_unmarked_partitions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_age_minutes_holds_back_fresh_files() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
+    let root = scenario.root();
     let (d1, d2) = (ago(3), ago(2));
-    spark_unmarked(root, ORDERS_PATH, &dt(d1), &[orders_batch(&[1], "old")]);
-    spark_unmarked(root, ORDERS_PATH, &dt(d2), &[orders_batch(&[2], "fresh")]);
+    scenario.spark_unmarked(ORDERS_PATH, &dt(d1), &[orders_batch(&[1], "old")]);
+    scenario.spark_unmarked(ORDERS_PATH, &dt(d2), &[orders_batch(&[2], "fresh")]);
     let now = SystemTime::now();
     set_tree_mtime(
         &root.join(ORDERS_PATH).join(dt(d1)),
@@ -715,12 +674,11 @@ async fn min_age_minutes_holds_back_fresh_files() {
         &root.join(ORDERS_PATH).join(dt(d2)),
         now - Duration::from_secs(10 * 60),
     );
-    let engine = engine(
-        root,
-        &redis,
-        &orders_toml("completeness = \"none\"\nmin_age_minutes = 60"),
-    )
-    .await;
+    let engine = scenario
+        .engine(&orders_toml(
+            "completeness = \"none\"\nmin_age_minutes = 60",
+        ))
+        .await;
     let p = plan(&engine, "orders", today()).await;
     assert_eq!(
         states(&p),
@@ -755,21 +713,16 @@ async fn min_age_minutes_holds_back_fresh_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_newest_cold_partition_exits_4() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
-    spark(root, ORDERS_PATH, &dt(ago(4)), &[orders_batch(&[1], "a")]);
-    spark(root, ORDERS_PATH, &dt(ago(3)), &[orders_batch(&[2], "b")]);
-    spark_unmarked(root, ORDERS_PATH, &dt(ago(2)), &[orders_batch(&[3], "c")]);
+    let scenario = Scenario::new(&redis);
+    let root = scenario.root();
+    scenario.spark(ORDERS_PATH, &dt(ago(4)), &[orders_batch(&[1], "a")]);
+    scenario.spark(ORDERS_PATH, &dt(ago(3)), &[orders_batch(&[2], "b")]);
+    scenario.spark_unmarked(ORDERS_PATH, &dt(ago(2)), &[orders_batch(&[3], "c")]);
     // Hot partitions are complete but never loaded.
-    spark(root, ORDERS_PATH, &dt(ago(1)), &[orders_batch(&[4], "hot")]);
-    spark(
-        root,
-        ORDERS_PATH,
-        &dt(today()),
-        &[orders_batch(&[5], "hot")],
-    );
+    scenario.spark(ORDERS_PATH, &dt(ago(1)), &[orders_batch(&[4], "hot")]);
+    scenario.spark(ORDERS_PATH, &dt(today()), &[orders_batch(&[5], "hot")]);
 
-    let engine = engine(root, &redis, &orders_toml("")).await;
+    let engine = scenario.engine(&orders_toml("")).await;
     let p = plan(&engine, "orders", today()).await;
     assert_eq!(p.late, Some(ago(2)));
     assert_eq!(p.partition(ago(1)).unwrap().state, PartitionState::Hot);
@@ -805,28 +758,12 @@ async fn late_newest_cold_partition_exits_4() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_expires_old_partitions_and_sets_expiry() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
-    spark(root, ORDERS_PATH, &dt(ago(6)), &[orders_batch(&[1], "exp")]);
-    spark(
-        root,
-        ORDERS_PATH,
-        &dt(ago(5)),
-        &[orders_batch(&[2], "edge")],
-    );
-    spark(root, ORDERS_PATH, &dt(ago(2)), &[orders_batch(&[3], "new")]);
-    spark(
-        root,
-        "warehouse/sh",
-        &dt(ago(4)),
-        &[orders_batch(&[4], "sh")],
-    );
-    spark(
-        root,
-        "warehouse/sh",
-        &dt(ago(2)),
-        &[orders_batch(&[5], "sh2")],
-    );
+    let scenario = Scenario::new(&redis);
+    scenario.spark(ORDERS_PATH, &dt(ago(6)), &[orders_batch(&[1], "exp")]);
+    scenario.spark(ORDERS_PATH, &dt(ago(5)), &[orders_batch(&[2], "edge")]);
+    scenario.spark(ORDERS_PATH, &dt(ago(2)), &[orders_batch(&[3], "new")]);
+    scenario.spark("warehouse/sh", &dt(ago(4)), &[orders_batch(&[4], "sh")]);
+    scenario.spark("warehouse/sh", &dt(ago(2)), &[orders_batch(&[5], "sh2")]);
 
     let tables = orders_toml("retention_days = 5")
         + &table_toml(
@@ -835,7 +772,7 @@ async fn retention_expires_old_partitions_and_sets_expiry() {
             "sh",
             "retention_days = 5\ntimezone = \"Asia/Shanghai\"",
         );
-    let engine = engine(root, &redis, &tables).await;
+    let engine = scenario.engine(&tables).await;
     let p = plan(&engine, "orders", today()).await;
     assert_eq!(
         states(&p),
@@ -894,21 +831,10 @@ async fn retention_expires_old_partitions_and_sets_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_run_with_nothing_new_changes_nothing() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
-    spark(
-        root,
-        ORDERS_PATH,
-        &dt(ago(3)),
-        &[orders_batch(&[1, 2], "a")],
-    );
-    spark(
-        root,
-        ORDERS_PATH,
-        &dt(ago(2)),
-        &[orders_batch(&[2, 3], "b")],
-    );
-    let engine = engine(root, &redis, &orders_toml("")).await;
+    let scenario = Scenario::new(&redis);
+    scenario.spark(ORDERS_PATH, &dt(ago(3)), &[orders_batch(&[1, 2], "a")]);
+    scenario.spark(ORDERS_PATH, &dt(ago(2)), &[orders_batch(&[2, 3], "b")]);
+    let engine = scenario.engine(&orders_toml("")).await;
 
     let first = run(&engine, today()).await;
     assert_eq!((first.exit_code, first.partitions_loaded), (0, 2));
@@ -940,18 +866,18 @@ async fn second_run_with_nothing_new_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewritten_partition_is_changed_and_reloaded() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
+    let root = scenario.root();
     let d = ago(2);
-    spark(root, ORDERS_PATH, &dt(d), &[orders_batch(&[1, 2], "v1")]);
-    let engine = engine(root, &redis, &orders_toml("")).await;
+    scenario.spark(ORDERS_PATH, &dt(d), &[orders_batch(&[1, 2], "v1")]);
+    let engine = scenario.engine(&orders_toml("")).await;
     let first = run(&engine, today()).await;
     assert_eq!(first.partitions_loaded, 1);
     assert_json_key(&redis, "ord", 1, "v1", exp30(d));
     let before = engine.ledger().entries("orders").await.unwrap()[&d].clone();
 
     // The producer overwrites the partition (same file name, new content).
-    spark(root, ORDERS_PATH, &dt(d), &[orders_batch(&[1, 2, 3], "v2")]);
+    scenario.spark(ORDERS_PATH, &dt(d), &[orders_batch(&[1, 2, 3], "v2")]);
     set_tree_mtime(
         &root.join(ORDERS_PATH).join(dt(d)),
         SystemTime::now() + Duration::from_secs(5),
@@ -1002,20 +928,10 @@ fn assert_expected(redis: &RedisServer, hash: bool, expected: &Expected) {
 async fn latest_wins(format: &str) {
     let hash = format == "hash";
     let (d1, d2, d3) = (ago(4), ago(3), ago(2));
-    let write = |root: &Path| {
-        spark(
-            root,
-            ORDERS_PATH,
-            &dt(d1),
-            &[orders_batch(&[1, 2, 11, 12], "d1")],
-        );
-        spark(
-            root,
-            ORDERS_PATH,
-            &dt(d2),
-            &[orders_batch(&[1, 2, 21], "d2")],
-        );
-        spark(root, ORDERS_PATH, &dt(d3), &[orders_batch(&[1, 31], "d3")]);
+    let write = |scenario: &Scenario| {
+        scenario.spark(ORDERS_PATH, &dt(d1), &[orders_batch(&[1, 2, 11, 12], "d1")]);
+        scenario.spark(ORDERS_PATH, &dt(d2), &[orders_batch(&[1, 2, 21], "d2")]);
+        scenario.spark(ORDERS_PATH, &dt(d3), &[orders_batch(&[1, 31], "d3")]);
     };
     let tables = orders_toml(&format!("value_format = \"{format}\""));
     let all: Expected = BTreeMap::from([
@@ -1030,9 +946,9 @@ async fn latest_wins(format: &str) {
     // (a) a normal run loads oldest first: plain writes, newest value last.
     {
         let redis = RedisServer::start();
-        let dir = TempDir::new().unwrap();
-        write(dir.path());
-        let engine = engine(dir.path(), &redis, &tables).await;
+        let scenario = Scenario::new(&redis);
+        write(&scenario);
+        let engine = scenario.engine(&tables).await;
         let s = run(&engine, today()).await;
         assert_eq!((s.exit_code, s.partitions_loaded), (0, 3), "{s:?}");
         assert_eq!(outcome(&s, "orders").kept_newer, 0);
@@ -1040,14 +956,9 @@ async fn latest_wins(format: &str) {
         assert_expected(&redis, hash, &all);
 
         // (c) d1 rewritten after d3 was loaded: reloaded as changed, under the version guard.
-        spark(
-            dir.path(),
-            ORDERS_PATH,
-            &dt(d1),
-            &[orders_batch(&[1, 11, 13], "d1b")],
-        );
+        scenario.spark(ORDERS_PATH, &dt(d1), &[orders_batch(&[1, 11, 13], "d1b")]);
         set_tree_mtime(
-            &dir.path().join(ORDERS_PATH).join(dt(d1)),
+            &scenario.root().join(ORDERS_PATH).join(dt(d1)),
             SystemTime::now() + Duration::from_secs(5),
         );
         let p = plan(&engine, "orders", today()).await;
@@ -1069,9 +980,9 @@ async fn latest_wins(format: &str) {
     // (b) the newest partition first (backfill of d3 only), then the older ones.
     {
         let redis = RedisServer::start();
-        let dir = TempDir::new().unwrap();
-        write(dir.path());
-        let engine = engine(dir.path(), &redis, &tables).await;
+        let scenario = Scenario::new(&redis);
+        write(&scenario);
+        let engine = scenario.engine(&tables).await;
         let s = backfill(&engine, today(), d3, d3, false).await;
         assert_eq!((s.exit_code, s.partitions_loaded), (0, 1), "{s:?}");
         assert_expected(
@@ -1125,20 +1036,19 @@ async fn latest_partition_wins_in_every_order_hash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_keys_in_one_partition_last_file_wins() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
     let (d1, d2) = (ago(3), ago(2));
     let files = [
         orders_batch(&[1, 2], "f0"),
         orders_batch(&[2, 3], "f1"),
         orders_batch(&[3, 1], "f2"),
     ];
-    spark(root, ORDERS_PATH, &dt(d1), &files);
-    spark(root, "warehouse/g", &dt(d1), &files);
-    spark(root, "warehouse/g", &dt(d2), &[orders_batch(&[100], "new")]);
-    spark(root, ORDERS_PATH, &dt(d2), &[orders_batch(&[100], "new")]);
+    scenario.spark(ORDERS_PATH, &dt(d1), &files);
+    scenario.spark("warehouse/g", &dt(d1), &files);
+    scenario.spark("warehouse/g", &dt(d2), &[orders_batch(&[100], "new")]);
+    scenario.spark(ORDERS_PATH, &dt(d2), &[orders_batch(&[100], "new")]);
     let tables = orders_toml("") + &table_toml("g", "warehouse/g", "g", "");
-    let engine = engine(root, &redis, &tables).await;
+    let engine = scenario.engine(&tables).await;
 
     // Table g: newest first, so d1 is written under the version guard.
     let s = run_opts(
@@ -1179,20 +1089,14 @@ async fn duplicate_keys_in_one_partition_last_file_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_loads_pending_in_range_and_force_reloads() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
     let days = [ago(5), ago(4), ago(3), ago(2)];
     for (i, d) in days.iter().enumerate() {
         let id = 10 * (i as i64 + 1);
-        spark(root, ORDERS_PATH, &dt(*d), &[orders_batch(&[id], "bf")]);
+        scenario.spark(ORDERS_PATH, &dt(*d), &[orders_batch(&[id], "bf")]);
     }
-    spark(
-        root,
-        ORDERS_PATH,
-        &dt(ago(1)),
-        &[orders_batch(&[99], "hot")],
-    );
-    let engine = engine(root, &redis, &orders_toml("")).await;
+    scenario.spark(ORDERS_PATH, &dt(ago(1)), &[orders_batch(&[99], "hot")]);
+    let engine = scenario.engine(&orders_toml("")).await;
 
     // Reversed range: a config error before anything runs.
     let err = engine
@@ -1274,22 +1178,11 @@ async fn backfill_loads_pending_in_range_and_force_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_loads_only_newest_complete_partition() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
     let (d1, d2) = (ago(3), ago(2));
-    spark(
-        root,
-        ORDERS_PATH,
-        &dt(d1),
-        &[orders_batch(&[1, 2, 3], "s1")],
-    );
-    spark(
-        root,
-        ORDERS_PATH,
-        &dt(d2),
-        &[orders_batch(&[1, 2, 4], "s2")],
-    );
-    let engine = engine(root, &redis, &orders_toml("mode = \"snapshot\"")).await;
+    scenario.spark(ORDERS_PATH, &dt(d1), &[orders_batch(&[1, 2, 3], "s1")]);
+    scenario.spark(ORDERS_PATH, &dt(d2), &[orders_batch(&[1, 2, 4], "s2")]);
+    let engine = scenario.engine(&orders_toml("mode = \"snapshot\"")).await;
     let p = plan(&engine, "orders", today()).await;
     assert_eq!(
         states(&p),
@@ -1321,26 +1214,19 @@ async fn snapshot_loads_only_newest_complete_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_delete_missing_removes_absent_keys() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
     let (d2, d3) = (ago(2), ago(1));
     let tomorrow = today() + Days::new(1);
-    spark(
-        root,
-        ORDERS_PATH,
-        &dt(d2),
-        &[orders_batch(&[1, 2, 3, 4], "s2")],
-    );
+    scenario.spark(ORDERS_PATH, &dt(d2), &[orders_batch(&[1, 2, 3, 4], "s2")]);
     // A second snapshot table without delete_missing, same data, for contrast.
-    spark(
-        root,
+    scenario.spark(
         "warehouse/keep",
         &dt(d2),
         &[orders_batch(&[1, 2, 3, 4], "s2")],
     );
     let tables = orders_toml("mode = \"snapshot\"\ndelete_missing = true")
         + &table_toml("keep", "warehouse/keep", "keep", "mode = \"snapshot\"");
-    let engine = engine(root, &redis, &tables).await;
+    let engine = scenario.engine(&tables).await;
 
     let s = run(&engine, today()).await;
     assert_eq!((s.exit_code, s.partitions_loaded), (0, 2), "{s:?}");
@@ -1349,18 +1235,8 @@ async fn snapshot_delete_missing_removes_absent_keys() {
     }
 
     // The next day's snapshot lacks keys 3 and 4 and adds 5.
-    spark(
-        root,
-        ORDERS_PATH,
-        &dt(d3),
-        &[orders_batch(&[1, 2, 5], "s3")],
-    );
-    spark(
-        root,
-        "warehouse/keep",
-        &dt(d3),
-        &[orders_batch(&[1, 2, 5], "s3")],
-    );
+    scenario.spark(ORDERS_PATH, &dt(d3), &[orders_batch(&[1, 2, 5], "s3")]);
+    scenario.spark("warehouse/keep", &dt(d3), &[orders_batch(&[1, 2, 5], "s3")]);
     let p = plan(&engine, "orders", tomorrow).await;
     assert_eq!(
         states(&p),
@@ -1402,13 +1278,13 @@ async fn snapshot_delete_missing_removes_absent_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watermark_stops_at_first_gap() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
+    let root = scenario.root();
     let (d1, d2, d3) = (ago(4), ago(3), ago(2));
-    spark(root, ORDERS_PATH, &dt(d1), &[orders_batch(&[1, 7], "w1")]);
-    spark_unmarked(root, ORDERS_PATH, &dt(d2), &[orders_batch(&[2, 7], "w2")]);
-    spark(root, ORDERS_PATH, &dt(d3), &[orders_batch(&[3], "w3")]);
-    let engine = engine(root, &redis, &orders_toml("")).await;
+    scenario.spark(ORDERS_PATH, &dt(d1), &[orders_batch(&[1, 7], "w1")]);
+    scenario.spark_unmarked(ORDERS_PATH, &dt(d2), &[orders_batch(&[2, 7], "w2")]);
+    scenario.spark(ORDERS_PATH, &dt(d3), &[orders_batch(&[3], "w3")]);
+    let engine = scenario.engine(&orders_toml("")).await;
 
     let s = run(&engine, today()).await;
     assert_eq!((s.exit_code, s.partitions_loaded), (0, 2), "{s:?}");
@@ -1435,11 +1311,10 @@ async fn watermark_stops_at_first_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_writes_nothing() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
-    spark(root, ORDERS_PATH, &dt(ago(3)), &[orders_batch(&[1], "a")]);
-    spark(root, ORDERS_PATH, &dt(ago(2)), &[orders_batch(&[2], "b")]);
-    let engine = engine(root, &redis, &orders_toml("")).await;
+    let scenario = Scenario::new(&redis);
+    scenario.spark(ORDERS_PATH, &dt(ago(3)), &[orders_batch(&[1], "a")]);
+    scenario.spark(ORDERS_PATH, &dt(ago(2)), &[orders_batch(&[2], "b")]);
+    let engine = scenario.engine(&orders_toml("")).await;
 
     let s = run_opts(
         &engine,
@@ -1484,18 +1359,12 @@ async fn dry_run_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watermark_stops_at_a_day_without_any_partition() {
     let redis = RedisServer::start();
-    let dir = TempDir::new().unwrap();
-    let root = dir.path();
+    let scenario = Scenario::new(&redis);
     // ago(5) and ago(4), no directory at all for ago(3), then ago(2) (the newest cold day).
     for (day, id) in [(5, 1), (4, 2), (2, 3)] {
-        spark(
-            root,
-            ORDERS_PATH,
-            &dt(ago(day)),
-            &[orders_batch(&[id], "g")],
-        );
+        scenario.spark(ORDERS_PATH, &dt(ago(day)), &[orders_batch(&[id], "g")]);
     }
-    let engine = engine(root, &redis, &orders_toml("")).await;
+    let engine = scenario.engine(&orders_toml("")).await;
     let summary = run(&engine, today()).await;
     assert_eq!(
         (summary.exit_code, summary.partitions_loaded),
@@ -1509,7 +1378,7 @@ async fn watermark_stops_at_a_day_without_any_partition() {
     );
 
     // The missing day arrives (late): once loaded, the watermark reaches the newest cold day.
-    spark(root, ORDERS_PATH, &dt(ago(3)), &[orders_batch(&[4], "g")]);
+    scenario.spark(ORDERS_PATH, &dt(ago(3)), &[orders_batch(&[4], "g")]);
     let summary = run(&engine, today()).await;
     assert_eq!(summary.partitions_loaded, 1);
     assert_eq!(outcome(&summary, "orders").watermark, Some(ago(2)));

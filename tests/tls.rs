@@ -5,22 +5,21 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use coldsync::config::Config;
 use coldsync::run::{Engine, RunOptions};
-use common::{free_port, orders_batch, HiveTableFixture, RedisServer};
+use common::{free_port, orders_batch, output_within, HiveTableFixture, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 /// A CA and a server certificate for 127.0.0.1, written into `dir`.
 fn make_certificates(dir: &Path) {
     let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
+        let mut openssl = Command::new("openssl");
+        openssl.args(args).current_dir(dir);
+        let out = output_within(&mut openssl, Stdio::null(), Duration::from_secs(60));
         assert!(
             out.status.success(),
             "openssl {args:?}: {}",
