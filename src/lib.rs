@@ -3,14 +3,18 @@
 //! find history there.
 //!
 //! # Layout
-//! - [`config`]: the TOML file, validated into typed options (secrets from the environment).
+//! In the order the data flows (the README's "Layout" says the same with each file):
+//! - [`config`]: the TOML file, validated into typed options (secrets from the environment):
+//!   `raw` structs, `secret`, `source`, `redis`, `tables`.
 //! - [`source`]: the opendal operator for the object store.
 //! - [`listing`]: lists a table root into date partitions, their data files and markers.
 //! - [`plan`]: classifies partitions (loaded, pending, changed, incomplete, hot, expired, ...).
 //! - [`reader`]: async Parquet reading over opendal, footers first, only the needed columns.
 //! - [`template`]: key templates such as `cold:orders:{order_id}`.
-//! - [`encode`]: Arrow rows to key and value bytes in the reader layouts (json, hash, column, delimited).
-//! - [`redis`]: everything that talks to Redis: commands, replies, connections, the bulk writer.
+//! - [`encode`]: Arrow rows to key and value bytes in the reader layouts (json, hash, column,
+//!   delimited): the row encoder and the per-type writers (`scalar`, `temporal`, `nested`).
+//! - [`redis`]: everything that talks to Redis: write commands, scripts, the bounded reply reader,
+//!   connections (`Connector`), the pipelined bulk write session, the control client.
 //! - [`ledger`]: what was loaded (fingerprints, counts, watermark), kept in Redis itself.
 //! - [`load`]: loads one partition end to end.
 //! - [`export`]: the RESP stream of a partition, for `redis-cli --pipe`.

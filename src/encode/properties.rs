@@ -1,3 +1,6 @@
+//! (Test-only: compiled under `#[cfg(test)]`. Over 600 lines because every Arrow type needs its own
+//! generator and an oracle computed independently of the encoder.)
+//!
 //! Property tests of the value encodings: any generated row (integers of every
 //! width and their extremes, floats with NaN and infinities, decimals of many
 //! precisions and scales, arbitrary unicode strings, binary, booleans, dates,
