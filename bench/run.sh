@@ -113,7 +113,7 @@ for FORMAT in ${FORMATS-json hash}; do
     printf "%-28s %.2f\n" "ratio coldsync/pipe ($FORMAT)" "$(calc "${CS_RATE[$FORMAT]} / ${PIPE_RATE[$FORMAT]}")"
 done
 
-if [[ " ${SECTIONS:-latency noop} " == *" latency "* ]]; then
+if [[ " ${SECTIONS-latency noop} " == *" latency "* ]]; then
 echo
 echo "== live reader GET latency (1 connection, 2000 GET/s of existing keys)"
 config "$W/json.toml" json
@@ -139,7 +139,7 @@ done
 
 fi
 
-if [[ " ${SECTIONS:-latency noop} " == *" noop "* ]]; then
+if [[ " ${SECTIONS-latency noop} " == *" noop "* ]]; then
 echo
 echo "== no-op run over 365 partitions x 8 files"
 NOOP="$BENCH_DIR/noop-365x8"
