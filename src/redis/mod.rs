@@ -9,10 +9,13 @@
 //!   checked.
 //! - [`control`]: the control client of the ledger, `INFO` and the version check (the `redis`
 //!   crate, over a connection opened and checked by the [`Connector`]).
+//! - [`dump`]: the `RESTORE` payload of a hash (Redis's `DUMP` format: a listpack, its RDB
+//!   version and CRC), and the listpack limits that send a hash the `HSET` way instead.
 
 pub mod command;
 pub mod connection;
 pub mod control;
+pub mod dump;
 pub mod reply;
 pub mod script;
 pub mod session;
