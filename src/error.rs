@@ -150,6 +150,38 @@ pub enum RedisError {
     /// An error from the redis client used for control commands (ledger, INFO, scripts).
     #[error("redis command failed: {0}")]
     Client(#[from] ::redis::RedisError),
+    /// Recording a partition in the ledger failed; the attempt was settled (no entry of it left,
+    /// a late arrival of it fenced) unless `settled` is false.
+    #[error(
+        "recording {table} {date} in the ledger failed: {source}; {}",
+        if *settled {
+            "no entry of it was left"
+        } else {
+            "settling it failed too: the ledger may hold its entry"
+        }
+    )]
+    Record {
+        /// The table.
+        table: String,
+        /// The partition date.
+        date: String,
+        /// True when the attempt was settled.
+        settled: bool,
+        /// Why the record failed.
+        #[source]
+        source: Box<RedisError>,
+    },
+}
+
+/// Server error codes that mean "not now": retrying later may succeed.
+const TRANSIENT_SERVER_ERRORS: [&str; 5] =
+    ["LOADING", "TRYAGAIN", "BUSY", "MASTERDOWN", "CLUSTERDOWN"];
+
+/// True when a server error line (`LOADING Redis is loading ...`) is worth a retry.
+pub fn is_transient_server_error(message: &str) -> bool {
+    TRANSIENT_SERVER_ERRORS
+        .iter()
+        .any(|code| message.split(' ').next() == Some(code))
 }
 
 impl RedisError {
@@ -159,18 +191,16 @@ impl RedisError {
         match self {
             RedisError::Connect { transient, .. } => *transient,
             RedisError::Io { .. } | RedisError::Timeout { .. } => true,
-            RedisError::Reply { message, .. } => {
-                ["LOADING", "TRYAGAIN", "BUSY", "MASTERDOWN", "CLUSTERDOWN"]
-                    .iter()
-                    .any(|prefix| message.starts_with(prefix))
-            }
+            RedisError::Reply { message, .. } => is_transient_server_error(message),
             RedisError::Protocol(_) => false,
             RedisError::Client(err) => {
                 err.is_io_error()
                     || err.is_timeout()
                     || err.is_connection_dropped()
                     || err.is_connection_refusal()
+                    || err.code().is_some_and(is_transient_server_error)
             }
+            RedisError::Record { source, .. } => source.is_transient(),
         }
     }
 }

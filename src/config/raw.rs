@@ -77,6 +77,8 @@ pub(super) struct RawRedis {
     pub(super) timeout_secs: u64,
     #[serde(default = "default_redis_retries")]
     pub(super) retry_attempts: usize,
+    #[serde(default = "default_reconnect_budget")]
+    pub(super) reconnect_budget_secs: u64,
     pub(super) tls_ca_file: Option<PathBuf>,
     #[serde(default)]
     pub(super) tls_insecure: bool,
@@ -104,6 +106,9 @@ fn default_redis_timeout() -> u64 {
 }
 fn default_redis_retries() -> usize {
     3
+}
+fn default_reconnect_budget() -> u64 {
+    60
 }
 
 /// `[ledger]`.

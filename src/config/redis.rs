@@ -10,6 +10,10 @@ use super::secret::{self, Secret};
 use super::{invalid, positive};
 use crate::error::ConfigError;
 
+/// Longest `reconnect_budget_secs`: a day. A Redis away longer than that is an outage to page
+/// someone about, not a hiccup to wait out.
+const MAX_RECONNECT_BUDGET_SECS: u64 = 86_400;
+
 /// How to reach Redis and how hard to push it.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
@@ -37,8 +41,13 @@ pub struct RedisConfig {
     pub pipelines_per_connection: usize,
     /// Timeout for connecting and for one reply.
     pub timeout: Duration,
-    /// Attempts of a partition load after a transient Redis failure.
+    /// Attempts of a partition load after a transient Redis failure (at least; see
+    /// `reconnect_budget`).
     pub retry_attempts: usize,
+    /// How long after a transient failure (a restart, a stall, a dropped connection) a partition
+    /// load or an idempotent control command keeps being retried, reconnecting with back-off.
+    /// Zero: only `retry_attempts` (partitions) and a single attempt (control commands).
+    pub reconnect_budget: Duration,
     /// Global write-rate limit (keys per second), all tables together.
     pub max_keys_per_sec: Option<u64>,
     /// Adaptive mode: back off while Redis's PING round trip exceeds this.
@@ -135,6 +144,12 @@ impl RedisConfig {
         if raw.batch_size > 100_000 {
             return Err(invalid("redis.batch_size", "must be at most 100000"));
         }
+        if raw.reconnect_budget_secs > MAX_RECONNECT_BUDGET_SECS {
+            return Err(invalid(
+                "redis.reconnect_budget_secs",
+                format!("must be at most {MAX_RECONNECT_BUDGET_SECS} (one day)"),
+            ));
+        }
         Ok(RedisConfig {
             host,
             port,
@@ -149,9 +164,40 @@ impl RedisConfig {
             pipelines_per_connection: raw.pipelines_per_connection,
             timeout: Duration::from_secs(raw.timeout_secs),
             retry_attempts: raw.retry_attempts,
+            reconnect_budget: Duration::from_secs(raw.reconnect_budget_secs),
             max_keys_per_sec: positive("redis.max_keys_per_sec", raw.max_keys_per_sec)?,
             adaptive_latency: positive("redis.adaptive_latency_ms", raw.adaptive_latency_ms)?
                 .map(Duration::from_millis),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use crate::config::Config;
+
+    fn parse(redis_options: &str) -> Result<Config, crate::error::ConfigError> {
+        let text = format!(
+            "[source]\nscheme = \"fs\"\nroot = \"/tmp\"\n\n[redis]\nurl = \"redis://h:1/0\"\n\
+             {redis_options}\n\n[defaults]\nretention_days = 3\n\n[[tables]]\nname = \"t\"\n\
+             path = \"t\"\nkey = \"k:{{id}}\"\n"
+        );
+        Config::parse(&text, &HashMap::new())
+    }
+
+    #[test]
+    fn reconnect_budget_defaults_to_a_minute_and_is_bounded() {
+        let config = parse("").unwrap();
+        assert_eq!(config.redis.reconnect_budget, Duration::from_secs(60));
+        let config = parse("reconnect_budget_secs = 0").unwrap();
+        assert_eq!(config.redis.reconnect_budget, Duration::ZERO);
+        let err = parse("reconnect_budget_secs = 100000")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.reconnect_budget_secs"), "{err}");
+        assert!(err.contains("at most 86400"), "{err}");
     }
 }

@@ -15,7 +15,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::config::RedisConfig;
-use crate::error::RedisError;
+use crate::error::{is_transient_server_error, RedisError};
 
 use super::command::CommandBatch;
 use super::reply::{Reply, ReplyReader};
@@ -201,7 +201,10 @@ impl Connector {
             match reply {
                 Reply::Simple => {}
                 Reply::Error(message) => {
-                    return Err(self.connect_error(ConnectStep::Handshake, message, false))
+                    // `LOADING` (a restarted Redis reading its data) is worth waiting for;
+                    // `WRONGPASS`, `NOAUTH` and the like are not.
+                    let transient = is_transient_server_error(&message);
+                    return Err(self.connect_error(ConnectStep::Handshake, message, transient));
                 }
                 other => {
                     let detail = format!("unexpected reply {other:?}");

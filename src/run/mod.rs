@@ -7,8 +7,10 @@
 //! - [`counters`]: the counters summed for a partition, a table, a run and a ledger entry.
 //! - [`calendar`]: business days, the start of a day, partition expiries.
 //! - [`watermark`]: what the ledger forgets and the new watermark (pure).
-//! - [`retry`]: the cancellable retry helper.
+//! - [`retry`]: the cancellable retry helper (attempts and a time budget).
 //! - `table`: one table's run (plan, load each partition with retries, record).
+//! - `restarts`: what a Redis restart costs a run: a table planned again, a table run again,
+//!   a record on another server than the data withdrawn.
 //! - [`report`]: `plan`, `status` and `check --connect`.
 
 use std::collections::BTreeMap;
@@ -29,10 +31,13 @@ use crate::redis::Connector;
 use crate::source::build_operator;
 use crate::throttle::{run_adaptive, RateLimit, ADAPTIVE_CEILING};
 
+use restarts::TableRun;
+
 pub mod calendar;
 pub mod counters;
 pub mod outcome;
 pub mod report;
+mod restarts;
 pub mod retry;
 mod table;
 pub mod watermark;
@@ -111,7 +116,7 @@ impl Engine {
     pub async fn connect(config: Config) -> Result<Engine, StartError> {
         let operator = build_operator(&config.source)?;
         let connector = Arc::new(Connector::new(&config.redis)?);
-        let ledger = Ledger::open(&connector, &config.ledger_prefix).await?;
+        let ledger = Ledger::open(connector.clone(), &config.ledger_prefix).await?;
         ledger.check_version().await?;
         let global_limit = match (config.redis.max_keys_per_sec, config.redis.adaptive_latency) {
             (Some(rate), _) => Some(RateLimit::new(rate)),
@@ -176,6 +181,8 @@ impl Engine {
                 .into());
             }
         }
+        // A shutdown ends the control client's retries (not its single attempts).
+        self.ledger.control().stop_retrying_on(cancel);
         let run_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!("run", run_id = %run_id);
         Ok(self
@@ -226,15 +233,23 @@ impl Engine {
             dry_run: options.dry_run,
             ..RunSummary::default()
         };
+        let mut finished = Vec::with_capacity(tables.len());
         for table in tables {
             if cancel.is_cancelled() {
                 break;
             }
             let span = tracing::info_span!("table", table = %table.name);
+            let mut run = TableRun::default();
             let outcome = self
-                .run_table(table, options, &run_id, cancel)
+                .run_table(table, options, &run_id, cancel, &mut run)
                 .instrument(span)
                 .await;
+            finished.push((table.clone(), run, outcome));
+        }
+        // A restart detected after a table finished may have taken its keys and ledger with it.
+        self.rerun_after_restarts(&mut finished, options, &run_id, cancel)
+            .await;
+        for (_, _, outcome) in finished {
             summary.add_table(outcome);
         }
         summary.set_exit_code(cancel.is_cancelled());

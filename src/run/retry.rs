@@ -1,8 +1,10 @@
-//! One small retry helper: an operation is tried up to a number of attempts, with exponential
-//! back-off and jitter between them, only while its errors are classified transient, and no
-//! longer than a [`CancellationToken`] allows (it returns at once when the token fires during an
-//! attempt or a back-off). Generic over the operation and its error: partition loads use it, and
-//! so can Redis control commands.
+//! One small retry helper: an operation is retried, with exponential back-off and jitter between
+//! attempts, only while its errors are classified transient, for at least a number of attempts
+//! and, beyond them, until a time budget counted from the first failure is spent (a Redis that
+//! restarts or stalls for less than the budget costs no failure), and no longer than a
+//! [`CancellationToken`] allows (it returns at once when the token fires during an attempt or a
+//! back-off). Generic over the operation and its error: partition loads and the idempotent Redis
+//! control commands use it.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,8 +14,11 @@ use tokio_util::sync::CancellationToken;
 /// How often and how patiently to retry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first one included (0 counts as 1).
+    /// Attempts at least, the first one included (0 counts as 1).
     pub attempts: u32,
+    /// Beyond `attempts`, keep retrying until this long after the first failure; the last
+    /// back-off is cut short so that one attempt starts when the budget ends (zero: none).
+    pub budget: Duration,
     /// Back-off after the first failed attempt; it doubles after each further one.
     pub initial_delay: Duration,
     /// Longest back-off, before jitter.
@@ -24,13 +29,27 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The policy of partition loads: `attempts` in all, 0.5 s doubling up to 30 s, plus up to
-    /// half of it as jitter.
-    pub fn partition_loads(attempts: usize) -> RetryPolicy {
+    /// The policy of partition loads: at least `attempts`, and more within `budget` of the first
+    /// failure; 0.5 s doubling up to 30 s, plus up to half of it as jitter.
+    pub fn partition_loads(attempts: usize, budget: Duration) -> RetryPolicy {
         RetryPolicy {
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            budget,
             initial_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
+            jitter: 0.5,
+        }
+    }
+
+    /// The policy of idempotent Redis control commands: retried within `budget` of the first
+    /// failure, 100 ms doubling up to 2 s, plus up to half of it as jitter (a ledger write waits
+    /// for a restarted Redis about as soon as it answers).
+    pub fn control_commands(budget: Duration) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 1,
+            budget,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
             jitter: 0.5,
         }
     }
@@ -56,14 +75,47 @@ impl RetryPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cancelled;
 
+/// How a failure may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retryable {
+    /// Permanent: never retried.
+    Never,
+    /// Transient: retried up to `policy.attempts`.
+    ForAttempts,
+    /// Transient, and a fault the budget covers (a Redis restart or stall): retried up to
+    /// `policy.attempts` and beyond, until `policy.budget` is spent.
+    ForBudget,
+}
+
 /// Runs `operation` (given the 1-based attempt number) until it succeeds, fails with an error
-/// `is_transient` calls permanent, or has used `policy.attempts`; then returns its last result.
-/// Before each back-off, `on_retry` sees the error, the attempt that failed and the delay.
-/// When `cancel` fires, the attempt in progress is dropped and `E::from(Cancelled)` returned.
+/// `is_transient` calls permanent, or has used both `policy.attempts` and `policy.budget` (from
+/// the end of the first failed attempt); then returns its last result. Before each back-off,
+/// `on_retry` sees the error, the attempt that failed and the delay. When `cancel` fires, the
+/// attempt in progress is dropped and `E::from(Cancelled)` returned.
 pub async fn retry<T, E, Attempt>(
     policy: RetryPolicy,
     cancel: &CancellationToken,
     is_transient: impl Fn(&E) -> bool,
+    on_retry: impl FnMut(&E, u32, Duration),
+    operation: impl FnMut(u32) -> Attempt,
+) -> Result<T, E>
+where
+    Attempt: Future<Output = Result<T, E>>,
+    E: From<Cancelled>,
+{
+    let classify = |err: &E| match is_transient(err) {
+        true => Retryable::ForBudget,
+        false => Retryable::Never,
+    };
+    retry_classified(policy, cancel, classify, on_retry, operation).await
+}
+
+/// [`retry`], where `classify` says of each failure whether the budget covers it, or only the
+/// attempts (say, a store error, when the budget is for Redis faults).
+pub async fn retry_classified<T, E, Attempt>(
+    policy: RetryPolicy,
+    cancel: &CancellationToken,
+    classify: impl Fn(&E) -> Retryable,
     mut on_retry: impl FnMut(&E, u32, Duration),
     mut operation: impl FnMut(u32) -> Attempt,
 ) -> Result<T, E>
@@ -73,6 +125,7 @@ where
 {
     let attempts = policy.attempts.max(1);
     let mut attempt = 1;
+    let mut first_failure: Option<tokio::time::Instant> = None;
     loop {
         // Checked first: the select below creates the attempt before it polls anything.
         if cancel.is_cancelled() {
@@ -83,19 +136,27 @@ where
             _ = cancel.cancelled() => return Err(Cancelled.into()),
             result = operation(attempt) => result,
         };
-        match result {
-            Err(err) if attempt < attempts && is_transient(&err) => {
-                let delay = policy.backoff_with_jitter(attempt);
-                on_retry(&err, attempt, delay);
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Err(Cancelled.into()),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                attempt += 1;
-            }
-            other => return other,
+        let err = match result {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        let now = tokio::time::Instant::now();
+        let deadline = *first_failure.get_or_insert(now) + policy.budget;
+        let mut delay = policy.backoff_with_jitter(attempt);
+        match classify(&err) {
+            Retryable::Never => return Err(err),
+            _ if attempt < attempts => {}
+            Retryable::ForAttempts => return Err(err),
+            Retryable::ForBudget if now >= deadline => return Err(err),
+            Retryable::ForBudget => delay = delay.min(deadline - now),
         }
+        on_retry(&err, attempt, delay);
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(Cancelled.into()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        attempt += 1;
     }
 }
 
@@ -127,6 +188,7 @@ mod tests {
     fn policy(attempts: u32, initial_ms: u64, max_ms: u64, jitter: f64) -> RetryPolicy {
         RetryPolicy {
             attempts,
+            budget: Duration::ZERO,
             initial_delay: Duration::from_millis(initial_ms),
             max_delay: Duration::from_millis(max_ms),
             jitter,
@@ -395,9 +457,130 @@ mod tests {
         assert!(trace.attempt_numbers().is_empty());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn beyond_the_attempts_retries_go_on_until_the_budget_is_spent() {
+        let trace = Trace::default();
+        let started = Instant::now();
+        let budget = RetryPolicy {
+            budget: Duration::from_secs(10),
+            ..policy(2, 1000, 4000, 0.0)
+        };
+        let result = retry(
+            budget,
+            &CancellationToken::new(),
+            transient,
+            trace.on_retry(),
+            flaky(&trace, u32::MAX),
+        )
+        .await;
+        // Attempts at 0, 1, 3, 7 s; the next back-off (4 s) is cut to end with the budget at
+        // 10 s, where the last attempt runs.
+        assert_eq!(result, Err(TestError::Transient(5)));
+        assert_eq!(trace.gaps_ms(), vec![1000, 2000, 4000, 3000]);
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_counts_from_the_end_of_the_first_failed_attempt() {
+        let trace = Trace::default();
+        let started = Instant::now();
+        let attempts = trace.clone();
+        let budget = RetryPolicy {
+            budget: Duration::from_secs(5),
+            ..policy(1, 1000, 1000, 0.0)
+        };
+        let result: Result<(), _> = retry(
+            budget,
+            &CancellationToken::new(),
+            transient,
+            trace.on_retry(),
+            move |attempt| {
+                attempts.attempt(attempt);
+                // Each attempt times out after 3 s.
+                async move {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    Err(TestError::Transient(attempt))
+                }
+            },
+        )
+        .await;
+        // The first failure ends at 3 s: the budget lasts until 8 s. Attempt 2 runs from 4 to
+        // 7 s, attempt 3 from 8 s (its back-off is not cut: it ends with the budget) to 11 s.
+        assert_eq!(result, Err(TestError::Transient(3)));
+        let starts: Vec<Duration> = trace
+            .attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.1 - started)
+            .collect();
+        let secs = |s| Duration::from_secs(s);
+        assert_eq!(starts, vec![secs(0), secs(4), secs(8)]);
+        assert_eq!(started.elapsed(), secs(11));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_within_the_budget_ends_the_retries() {
+        let trace = Trace::default();
+        let result = retry(
+            RetryPolicy::control_commands(Duration::from_secs(60)),
+            &CancellationToken::new(),
+            transient,
+            trace.on_retry(),
+            flaky(&trace, 6),
+        )
+        .await;
+        assert_eq!(result, Ok(7));
+        let gaps = trace.gaps_ms();
+        for (gap, backoff) in gaps.iter().zip([100, 200, 400, 800, 1600, 2000]) {
+            assert!((backoff..=backoff + backoff / 2).contains(gap), "{gaps:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_the_budget_does_not_cover_get_only_the_attempts() {
+        let trace = Trace::default();
+        let budget = RetryPolicy {
+            budget: Duration::from_secs(60),
+            ..policy(3, 500, 30_000, 0.0)
+        };
+        let result = retry_classified(
+            budget,
+            &CancellationToken::new(),
+            |err: &TestError| match err {
+                TestError::Transient(_) => Retryable::ForAttempts,
+                _ => Retryable::Never,
+            },
+            trace.on_retry(),
+            flaky(&trace, u32::MAX),
+        )
+        .await;
+        assert_eq!(result, Err(TestError::Transient(3)));
+        assert_eq!(trace.gaps_ms(), vec![500, 1000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_are_not_retried_within_a_budget_either() {
+        let trace = Trace::default();
+        let attempts = trace.clone();
+        let result: Result<(), _> = retry(
+            RetryPolicy::control_commands(Duration::from_secs(60)),
+            &CancellationToken::new(),
+            transient,
+            trace.on_retry(),
+            move |attempt| {
+                attempts.attempt(attempt);
+                std::future::ready(Err(TestError::Permanent(attempt)))
+            },
+        )
+        .await;
+        assert_eq!(result, Err(TestError::Permanent(1)));
+        assert_eq!(trace.attempt_numbers(), vec![1]);
+    }
+
     #[test]
     fn back_off_doubles_from_the_initial_delay_up_to_the_cap() {
-        let p = RetryPolicy::partition_loads(10);
+        let p = RetryPolicy::partition_loads(10, Duration::ZERO);
         let ms: Vec<u128> = (1..=9).map(|a| p.backoff(a).as_millis()).collect();
         assert_eq!(
             ms,

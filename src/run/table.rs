@@ -1,15 +1,17 @@
 //! One table's run: plan it, load each partition that needs it (with retries, in a span naming
-//! the partition), record each in the ledger once fully acknowledged, then forget what expired,
-//! update the watermark and report a late partition.
+//! the partition), record each in the ledger once fully acknowledged (moving the watermark), then
+//! forget what expired, update the watermark and report a late partition. After a Redis restart,
+//! the table is planned again and what the restart lost is loaded again (see [`super::restarts`]).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::retry::{retry, Cancelled, RetryPolicy};
+use super::restarts::{restarted_too_often, Landed, TableRun, Written, MAX_TABLE_PASSES};
+use super::retry::{retry_classified, Cancelled, RetryPolicy, Retryable};
 use super::watermark::ledger_update;
 use super::{
     partition_expiry, Counters, Engine, RunOptions, TableOutcome, TableStatus, LOG_TARGET,
@@ -21,6 +23,7 @@ use crate::ledger::LedgerEntry;
 use crate::listing::TableListing;
 use crate::load::{prepare, send_partition, RowCommand};
 use crate::plan::{PartitionState, TablePlan};
+use crate::redis::control::ServerRunId;
 use crate::redis::{WriteSession, WriteStyle};
 use crate::throttle::{RateLimit, RateLimiter};
 
@@ -31,6 +34,10 @@ struct PartitionJob<'a> {
     listing: &'a TableListing,
     /// The ledger as it was when the table was planned.
     entries: &'a BTreeMap<NaiveDate, LedgerEntry>,
+    /// The table's plan in this pass.
+    plan: &'a TablePlan,
+    /// Dates recorded in this pass so far (the watermark moves with them).
+    loaded_now: &'a [NaiveDate],
     date: NaiveDate,
     /// Older than the newest loaded partition: write with the version guard.
     guarded: bool,
@@ -44,128 +51,168 @@ impl From<Cancelled> for PartitionError {
 }
 
 impl Engine {
-    /// Runs one table: never fails, every problem ends up in the outcome (and the log).
+    /// Runs one table: never fails, every problem ends up in the outcome (and the log). `run`
+    /// holds what earlier passes of this table in this run did (see [`super::restarts`]): a
+    /// pass that detects a Redis restart plans the table again and loads what is now missing.
     pub(super) async fn run_table(
         &self,
         table: &TableConfig,
         options: &RunOptions,
         run_id: &str,
         cancel: &CancellationToken,
+        run: &mut TableRun,
     ) -> TableOutcome {
         let mut outcome = TableOutcome::new(&table.name);
-        let (listing, entries, plan) = match self.plan_table(table, options.as_of).await {
-            Ok(planned) => planned,
-            Err(err) => {
-                table_failed(&mut outcome, &err, "table failed");
-                return outcome;
-            }
-        };
-        log_plan_findings(table, &plan);
-        let dates = match options.backfill {
-            Some(b) => plan.dates_to_backfill(b.from, b.to, b.force),
-            None => plan.dates_to_load(),
-        };
-        let mut newest_loaded = entries.keys().next_back().copied();
-        let limits = self
-            .global_limit
-            .iter()
-            .cloned()
-            .chain(table.max_keys_per_sec.map(RateLimit::new))
-            .collect();
-        let limiter = RateLimiter::new(limits);
-        let mut loaded_now = Vec::new();
-        for date in dates {
-            if cancel.is_cancelled() {
-                break;
-            }
-            let partition = &listing.partitions[&date];
-            let state = plan.partition(date).map_or("", |p| p.state.as_str());
-            let span = tracing::info_span!("partition", table = %table.name, date = %date);
-            if options.dry_run {
-                span.in_scope(|| {
-                    tracing::info!(
-                        target: LOG_TARGET,
-                        event = "partition_planned",
-                        table = %table.name,
-                        date = %date,
-                        state,
-                        files = partition.files.len(),
-                        bytes = partition.bytes(),
-                        "partition would be loaded"
-                    )
-                });
-                continue;
-            }
-            let job = PartitionJob {
-                table,
-                listing: &listing,
-                entries: &entries,
-                date,
-                guarded: newest_loaded.is_some_and(|newest| date < newest),
-                limiter: &limiter,
+        let control = self.ledger.control();
+        loop {
+            let first_pass = run.passes == 0;
+            let (listing, entries, plan) = match self.plan_table(table, options.as_of).await {
+                Ok(planned) => planned,
+                Err(err) => {
+                    table_failed(&mut outcome, &err, "table failed");
+                    run.count_into(&mut outcome);
+                    return outcome;
+                }
             };
-            let loaded = self
-                .load_and_record(job, state, run_id, cancel)
-                .instrument(span)
-                .await;
-            match loaded {
-                Ok(stats) => {
-                    newest_loaded = Some(newest_loaded.map_or(date, |n| n.max(date)));
-                    loaded_now.push(date);
-                    outcome.partitions_loaded += 1;
-                    outcome.counters.add(&stats);
-                }
-                Err(_) => {
-                    outcome.partitions_failed += 1;
-                    outcome.worsen(TableStatus::Failed);
+            run.start_pass(&entries, control.restarts());
+            if first_pass {
+                log_plan_findings(table, &plan);
+            } else if !options.dry_run {
+                tracing::info!(
+                    target: LOG_TARGET,
+                    event = "table_replanned",
+                    table = %table.name,
+                    pass = run.passes,
+                    recorded = entries.len(),
+                    "table planned again after a redis restart"
+                );
+                if let Err(err) = self.reset_watermark(table, &plan, &entries).await {
+                    table_failed(&mut outcome, &err, "ledger update failed");
+                    run.count_into(&mut outcome);
+                    return outcome;
                 }
             }
-        }
-        if !options.dry_run {
-            if let Err(err) = self
-                .update_ledger(table, &plan, &entries, &loaded_now, &mut outcome)
-                .await
-            {
-                table_failed(&mut outcome, &err, "ledger update failed");
+            let planned = match options.backfill {
+                Some(b) => plan.dates_to_backfill(b.from, b.to, b.force),
+                None => plan.dates_to_load(),
+            };
+            let dates = run.to_load(planned, &entries, run_id);
+            let mut newest_loaded = entries.keys().next_back().copied();
+            let limits = self
+                .global_limit
+                .iter()
+                .cloned()
+                .chain(table.max_keys_per_sec.map(RateLimit::new))
+                .collect();
+            let limiter = RateLimiter::new(limits);
+            let mut loaded_now = Vec::new();
+            for date in dates {
+                if cancel.is_cancelled() || control.restarts() != run.restarts_seen {
+                    break;
+                }
+                let partition = &listing.partitions[&date];
+                let state = plan.partition(date).map_or("", |p| p.state.as_str());
+                let span = tracing::info_span!("partition", table = %table.name, date = %date);
+                if options.dry_run {
+                    span.in_scope(|| {
+                        tracing::info!(
+                            target: LOG_TARGET,
+                            event = "partition_planned",
+                            table = %table.name,
+                            date = %date,
+                            state,
+                            files = partition.files.len(),
+                            bytes = partition.bytes(),
+                            "partition would be loaded"
+                        )
+                    });
+                    continue;
+                }
+                let job = PartitionJob {
+                    table,
+                    listing: &listing,
+                    entries: &entries,
+                    plan: &plan,
+                    loaded_now: &loaded_now,
+                    date,
+                    guarded: newest_loaded.is_some_and(|newest| date < newest),
+                    limiter: &limiter,
+                };
+                let landed = self
+                    .load_and_record(job, state, run_id, cancel)
+                    .instrument(span)
+                    .await;
+                match landed {
+                    Ok(Landed::Recorded(stats)) => {
+                        newest_loaded = Some(newest_loaded.map_or(date, |n| n.max(date)));
+                        loaded_now.push(date);
+                        run.mark_loaded(date, stats);
+                    }
+                    Ok(Landed::Withdrawn) => {}
+                    Err(_) => {
+                        run.mark_failed(date);
+                    }
+                }
             }
+            let restarted = control.restarts() != run.restarts_seen;
+            if restarted && !cancel.is_cancelled() && !options.dry_run {
+                if run.passes < MAX_TABLE_PASSES {
+                    continue;
+                }
+                restarted_too_often(&mut outcome, run.passes);
+            }
+            if !options.dry_run {
+                if let Err(err) = self
+                    .update_ledger(table, &plan, &entries, &loaded_now, &mut outcome)
+                    .await
+                {
+                    table_failed(&mut outcome, &err, "ledger update failed");
+                }
+            }
+            if let Some(late) = plan.late {
+                log_partition_late(table, &plan, late);
+                outcome.late = Some(late);
+                outcome.worsen(TableStatus::Late);
+            }
+            run.count_into(&mut outcome);
+            return outcome;
         }
-        if let Some(late) = plan.late {
-            log_partition_late(table, &plan, late);
-            outcome.late = Some(late);
-            outcome.worsen(TableStatus::Late);
-        }
-        outcome
     }
 
     /// Loads a partition (with retries) and records it in the ledger; logs `partition_loaded`
-    /// or `partition_failed`.
+    /// or `partition_failed`. A partition reported failed has no ledger entry (see
+    /// [`crate::ledger::Ledger::record`]).
     async fn load_and_record(
         &self,
         job: PartitionJob<'_>,
         state: &str,
         run_id: &str,
         cancel: &CancellationToken,
-    ) -> Result<Counters, PartitionError> {
+    ) -> Result<Landed, PartitionError> {
         let (table, date) = (job.table, job.date);
         let started = Instant::now();
-        let loaded = async {
-            let stats = self.load_with_retries(job, cancel).await?;
-            let entry = LedgerEntry {
+        let landed = async {
+            let (stats, server) = self.load_with_retries(job, cancel).await?;
+            let written = Written {
+                table,
+                date,
                 fingerprint: job.listing.partitions[&date].fingerprint(),
-                counters: stats,
-                run_id: run_id.to_string(),
-                loaded_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                expires_at_ms: partition_expiry(table, date).millis,
+                stats,
+                server,
+                run_id,
             };
-            self.ledger.record(&table.name, date, &entry).await?;
-            Ok(stats)
+            self.record_loaded(written, job.plan, job.entries, job.loaded_now)
+                .await
         }
         .await;
-        match &loaded {
-            Ok(stats) => log_partition_loaded(table, date, state, stats, job.guarded, started),
+        match &landed {
+            Ok(Landed::Recorded(stats)) => {
+                log_partition_loaded(table, date, state, stats, job.guarded, started)
+            }
+            Ok(Landed::Withdrawn) => {}
             Err(err) => log_partition_failed(table, date, err),
         }
-        loaded
+        landed
     }
 
     /// Forgets expired (and superseded snapshot) ledger entries and updates the watermark.
@@ -186,17 +233,24 @@ impl Engine {
         Ok(())
     }
 
-    /// Loads a partition, retrying transient failures (`redis.retry_attempts` in all).
+    /// Loads a partition, retrying transient failures: at least `redis.retry_attempts` in all,
+    /// and Redis failures (a restart, a stall) until `redis.reconnect_budget_secs` after the
+    /// first. Returns the stats and the server that acknowledged the successful attempt.
     async fn load_with_retries(
         &self,
         job: PartitionJob<'_>,
         cancel: &CancellationToken,
-    ) -> Result<Counters, PartitionError> {
+    ) -> Result<(Counters, ServerRunId), PartitionError> {
         let (table, date) = (job.table, job.date);
-        retry(
-            RetryPolicy::partition_loads(self.config.redis.retry_attempts),
+        let redis = &self.config.redis;
+        retry_classified(
+            RetryPolicy::partition_loads(redis.retry_attempts, redis.reconnect_budget),
             cancel,
-            PartitionError::is_transient,
+            |err: &PartitionError| match err {
+                PartitionError::Redis(err) if err.is_transient() => Retryable::ForBudget,
+                err if err.is_transient() => Retryable::ForAttempts,
+                _ => Retryable::Never,
+            },
             |err, attempt, _delay| {
                 tracing::warn!(
                     target: LOG_TARGET,
@@ -208,7 +262,12 @@ impl Engine {
                     "transient failure, retrying the partition"
                 );
             },
-            |_attempt| self.load_partition(job),
+            |_attempt| async {
+                // Before the writes: a restart since the last command is detected here, and the
+                // server named is one the writes can only follow (they reach it or its successor).
+                let server = self.ledger.control().server().await?;
+                Ok((self.load_partition(job).await?, server))
+            },
         )
         .await
     }
@@ -223,6 +282,7 @@ impl Engine {
             date,
             guarded,
             limiter,
+            ..
         } = job;
         let partition = &listing.partitions[&date];
         let concurrency = self.config.source.read_concurrency;

@@ -22,6 +22,8 @@
 //!   JSON log events.
 //! * `scenario.rs`: the setup most tests repeat: a Redis, a temp warehouse, partitions, config,
 //!   an `Engine`.
+//! * `tcp_proxy.rs`: [`TcpProxy`], a fault-injecting TCP proxy in front of a Redis (pause, cut,
+//!   delay, and hooks on what the client sends).
 //!
 //! This file holds the small bits they share ([`free_port`], [`wait_for`]).
 //!
@@ -41,13 +43,14 @@ mod processes;
 mod redis_server;
 mod s3_server;
 mod scenario;
+mod tcp_proxy;
 
 // One flat namespace for the tests (`use common::*`). A test binary that uses nothing of a helper
 // file would warn about its re-export, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
     cli_runner::*, layouts::*, orders::*, parquet_files::*, processes::*, redis_server::*,
-    s3_server::*, scenario::*,
+    s3_server::*, scenario::*, tcp_proxy::*,
 };
 
 use std::fs;
