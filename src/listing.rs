@@ -199,7 +199,7 @@ pub async fn list_table(
     let entries = match operator.list_with(&root).recursive(true).await {
         Ok(entries) => entries,
         Err(err) if err.kind() == ErrorKind::NotFound => Vec::new(),
-        Err(source) => return Err(SourceError::List { path: root, source }),
+        Err(source) => return Err(SourceError::list(root, source)),
     };
     let mut listing = TableListing::default();
     for entry in entries {

@@ -143,15 +143,14 @@ impl OpenedFile {
             let mut stream = match built {
                 Ok(stream) => stream,
                 Err(source) => {
-                    let _ = tx.send(Err(FileError::Parquet { path, source })).await;
+                    let _ = tx.send(Err(FileError::from_parquet(path, source))).await;
                     return;
                 }
             };
             while let Some(item) = stream.next().await {
-                let item = item.map_err(|source| FileError::Parquet {
-                    path: path.clone(),
-                    source,
-                });
+                // A store error under the decoder (a page that could not be fetched) is a read
+                // failure, not a broken file.
+                let item = item.map_err(|source| FileError::from_parquet(path.as_str(), source));
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
                     return;
@@ -166,28 +165,10 @@ impl OpenedFile {
 pub async fn open_file(operator: &Operator, file: &DataFile) -> Result<OpenedFile, FileError> {
     let mut reader = OpendalFileReader::open(operator, &file.path, file.size)
         .await
-        .map_err(|source| FileError::Read {
-            path: file.path.clone(),
-            source,
-        })?;
+        .map_err(|source| FileError::read(file.path.as_str(), source))?;
     let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
-        .map_err(|source| match source {
-            ParquetError::External(inner) => match inner.downcast::<opendal::Error>() {
-                Ok(source) => FileError::Read {
-                    path: file.path.clone(),
-                    source: *source,
-                },
-                Err(inner) => FileError::Parquet {
-                    path: file.path.clone(),
-                    source: ParquetError::External(inner),
-                },
-            },
-            source => FileError::Parquet {
-                path: file.path.clone(),
-                source,
-            },
-        })?;
+        .map_err(|source| FileError::from_parquet(file.path.as_str(), source))?;
     Ok(OpenedFile {
         file: file.clone(),
         reader,

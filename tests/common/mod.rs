@@ -20,6 +20,8 @@
 //!   past the deadline the child is killed and the test fails with what it printed.
 //! * `cli_runner.rs`: [`coldsync_bin`] / [`run_cli`], run the `coldsync` binary and collect its
 //!   JSON log events.
+//! * `http_fault_proxy.rs`: [`HttpFaultProxy`], an HTTP proxy in front of moto that answers 503
+//!   or cuts response bodies as a test's fault script says.
 //! * `scenario.rs`: the setup most tests repeat: a Redis, a temp warehouse, partitions, config,
 //!   an `Engine`.
 //!
@@ -34,6 +36,7 @@
 #![allow(dead_code)]
 
 mod cli_runner;
+mod http_fault_proxy;
 mod layouts;
 mod orders;
 mod parquet_files;
@@ -46,8 +49,8 @@ mod scenario;
 // file would warn about its re-export, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    cli_runner::*, layouts::*, orders::*, parquet_files::*, processes::*, redis_server::*,
-    s3_server::*, scenario::*,
+    cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*, processes::*,
+    redis_server::*, s3_server::*, scenario::*,
 };
 
 use std::fs;
