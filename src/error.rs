@@ -58,6 +58,17 @@ pub enum SourceError {
         #[source]
         source: opendal::Error,
     },
+    /// The table root does not exist in the store: a configuration error of that table (an
+    /// existing but empty root is fine: no partitions yet).
+    #[error("the table root {path} does not exist in the {scheme} source (check the table's path and the source's root or bucket)")]
+    TableRootMissing {
+        /// The table.
+        table: String,
+        /// The table root, relative to the source root.
+        path: String,
+        /// opendal scheme.
+        scheme: String,
+    },
 }
 
 impl SourceError {
@@ -73,7 +84,7 @@ impl SourceError {
     /// True when retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            SourceError::Build { .. } => false,
+            SourceError::Build { .. } | SourceError::TableRootMissing { .. } => false,
             SourceError::List { source, .. } => crate::source::is_transient(source),
         }
     }
