@@ -257,6 +257,17 @@ pub enum PartitionError {
     /// Redis failed.
     #[error(transparent)]
     Redis(#[from] RedisError),
+    /// Too many rows had a null or empty key column: the partition is not recorded (an upstream
+    /// schema change that empties the key would otherwise remove a day from every reader).
+    #[error("{skipped_null_keys} of {rows} rows have a null or empty key column, more than max_skipped_ratio = {max_skipped_ratio} allows: not recorded (keys already written stay)")]
+    TooManySkippedKeys {
+        /// Rows read.
+        rows: u64,
+        /// Rows skipped for their key.
+        skipped_null_keys: u64,
+        /// The table's `max_skipped_ratio`.
+        max_skipped_ratio: f64,
+    },
     /// The load was cancelled (shutdown).
     #[error("cancelled before the partition was fully written")]
     Cancelled,
@@ -277,7 +288,9 @@ impl PartitionError {
             PartitionError::File(err) => err.is_transient(),
             PartitionError::Source(err) => err.is_transient(),
             PartitionError::Redis(err) => err.is_transient(),
-            PartitionError::Cancelled | PartitionError::TaskDied { .. } => false,
+            PartitionError::Cancelled
+            | PartitionError::TaskDied { .. }
+            | PartitionError::TooManySkippedKeys { .. } => false,
         }
     }
 

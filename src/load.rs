@@ -138,6 +138,22 @@ pub async fn prepare(
     })
 }
 
+/// Checks the rows a partition skipped for a null or empty key against the table's
+/// `max_skipped_ratio`: above it the partition fails ([`PartitionError::TooManySkippedKeys`]).
+/// Needs every row read, so it runs once the partition is written, before it is recorded (and
+/// before a snapshot's `delete_missing` deletes anything).
+pub fn check_skipped_keys(table: &TableConfig, stats: &Counters) -> Result<(), PartitionError> {
+    let (rows, skipped) = (stats.rows, stats.skipped_null_keys);
+    if rows == 0 || skipped as f64 <= table.max_skipped_ratio * rows as f64 {
+        return Ok(());
+    }
+    Err(PartitionError::TooManySkippedKeys {
+        rows,
+        skipped_null_keys: skipped,
+        max_skipped_ratio: table.max_skipped_ratio,
+    })
+}
+
 /// What to send for each encoded row.
 #[derive(Debug, Clone, Copy)]
 pub enum RowCommand {
