@@ -174,8 +174,7 @@ pub struct Produced {
     pub payload_bytes: u64,
     /// Keys (rows with a key) for which writes were built.
     pub keys: u64,
-    /// Keys of rows whose hash is empty (every value null): deleted, not written (an export
-    /// leaves them out).
+    /// Keys of rows whose hash is empty (every value null): deleted, not written.
     pub deleted_empty_keys: u64,
 }
 
@@ -330,7 +329,7 @@ fn reader_task_result(
 }
 
 /// Writes the commands of a partition as a RESP stream (for `redis-cli --pipe`, or to inspect
-/// what a load sends). Hash rows become `DEL`, `HSET`, `PEXPIREAT` (no scripts needed).
+/// what a load sends) in `style` (no scripts: an export uses no guarded style).
 pub async fn export_partition<W: AsyncWrite + Unpin>(
     prepared: PreparedPartition,
     style: WriteStyle,
