@@ -416,6 +416,7 @@ mod tests {
     /// significant digits than needed, and is `10.305` for the f16 nearest 10.305.
     #[test]
     fn every_half_float_prints_shortest_and_round_trips() {
+        use super::RyuFloat;
         type F16 = super::Half;
 
         let write = |v: F16| {
