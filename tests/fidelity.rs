@@ -207,7 +207,7 @@ mod compact {
     fn skip(bytes: &[u8], pos: &mut usize, ty: u8, in_list: bool) {
         match ty {
             1 | 2 if !in_list => {}
-            1 | 2 | 3 => *pos += 1,
+            1..=3 => *pos += 1,
             4..=6 => {
                 varint(bytes, pos);
             }

@@ -124,7 +124,7 @@ fn a_missing_table_root_fails_the_table_and_check_naming_the_path() {
     assert_eq!(text(late[0], "table"), "present");
 
     let check = ws.cli(&["check", "--connect"]);
-    assert_ne!(check.status_code, 0, "{}", check.dump());
+    assert_eq!(check.status_code, 3, "{}", check.dump());
     assert!(
         check
             .stdout
