@@ -82,7 +82,7 @@ wall_of() { tv "$1" "Elapsed (wall clock)" | awk -F: '{ if (NF==3) print $1*3600
 declare -A PIPE_RATE CS_RATE
 for FORMAT in ${FORMATS-json hash}; do
     config "$W/$FORMAT.toml" "$FORMAT"
-    # The same commands coldsync sends (hash: DEL + HSET + PEXPIREAT), for redis-cli --pipe.
+    # The same commands coldsync sends (hash: MULTI, DEL + HSET + PEXPIREAT per key, EXEC), for redis-cli --pipe.
     : > "$W/$FORMAT.resp"
     for i in $(seq 0 $((PARTITIONS - 1))); do
         d=$(date -u -d "2026-11-20 - $((PARTITIONS - 1 - i)) days" +%F)

@@ -4,6 +4,8 @@
 #   - moto_server                (pip: moto[server]; S3 mock used by tests/common)
 #   - /usr/bin/time              (apt: time)
 #   - openssl                    (apt: openssl; the TLS test makes its certificates with it)
+#   - azurite-blob               (npm: azurite; Azure Blob emulator used by tests/stores.rs)
+#   - gcp-storage-emulator       (pip: gcp-storage-emulator; GCS emulator used by tests/stores.rs)
 # Idempotent and silent when everything is already present. Never starts services.
 set -euo pipefail
 
@@ -25,12 +27,21 @@ if ! command -v openssl >/dev/null 2>&1; then
     apt_packages+=(openssl)
 fi
 
+if ! command -v azurite-blob >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1; then
+    apt_packages+=(nodejs npm)
+fi
+
 moto_ok() {
     command -v moto_server >/dev/null 2>&1 && moto_server --help >/dev/null 2>&1
 }
 need_moto=0
-if ! moto_ok; then
-    need_moto=1
+gcs_emulator_ok() {
+    command -v gcp-storage-emulator >/dev/null 2>&1
+}
+if ! moto_ok || ! gcs_emulator_ok; then
+    if ! moto_ok; then
+        need_moto=1
+    fi
     if ! python3 -m pip --version >/dev/null 2>&1; then
         apt_packages+=(python3-pip)
     fi
@@ -77,6 +88,30 @@ if [ "$need_moto" -eq 1 ]; then
             fi
         done
         echo "install-deps: moto_server still not runnable after pip install" >&2
+        exit 1
+    fi
+fi
+
+if ! gcs_emulator_ok; then
+    echo "install-deps: python3 -m pip install gcp-storage-emulator"
+    if ! python3 -m pip install --quiet gcp-storage-emulator; then
+        python3 -m pip install --quiet --break-system-packages gcp-storage-emulator
+    fi
+    hash -r
+    if ! gcs_emulator_ok; then
+        echo "install-deps: gcp-storage-emulator not on PATH after pip install (see ~/.local/bin);" >&2
+        echo "install-deps: add it to PATH or set COLDSYNC_TEST_GCS_EMULATOR" >&2
+        exit 1
+    fi
+fi
+
+if ! command -v azurite-blob >/dev/null 2>&1; then
+    echo "install-deps: npm install -g azurite"
+    $SUDO npm install -g --silent azurite
+    hash -r
+    if ! command -v azurite-blob >/dev/null 2>&1; then
+        echo "install-deps: azurite-blob not on PATH after npm install -g azurite;" >&2
+        echo "install-deps: add npm's global bin to PATH or set COLDSYNC_TEST_AZURITE" >&2
         exit 1
     fi
 fi

@@ -48,34 +48,64 @@ pub enum SourceError {
         source: opendal::Error,
     },
     /// Listing a directory failed.
-    #[error("cannot list {path}: {source}")]
+    #[error("cannot list {path}{}: {source}", status_note(*.status))]
     List {
         /// The directory.
         path: String,
+        /// HTTP status of the store's response, when there was one.
+        status: Option<u16>,
         /// opendal's error.
         #[source]
         source: opendal::Error,
     },
+    /// The table root does not exist in the store: a configuration error of that table (an
+    /// existing but empty root is fine: no partitions yet).
+    #[error("the table root {path} does not exist in the {scheme} source (check the table's path and the source's root or bucket)")]
+    TableRootMissing {
+        /// The table.
+        table: String,
+        /// The table root, relative to the source root.
+        path: String,
+        /// opendal scheme.
+        scheme: String,
+    },
 }
 
 impl SourceError {
+    /// The error of listing `path`, classified once (see [`crate::source::is_transient`]).
+    pub fn list(path: String, source: opendal::Error) -> SourceError {
+        SourceError::List {
+            path,
+            status: crate::source::http_status(&source),
+            source,
+        }
+    }
+
     /// True when retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            SourceError::Build { .. } => false,
-            SourceError::List { source, .. } => source.is_temporary(),
+            SourceError::Build { .. } | SourceError::TableRootMissing { .. } => false,
+            SourceError::List { source, .. } => crate::source::is_transient(source),
         }
     }
+}
+
+/// ` (HTTP status 503)` when the store answered with a status, else nothing.
+fn status_note(status: Option<u16>) -> String {
+    status.map_or_else(String::new, |status| format!(" (HTTP status {status})"))
 }
 
 /// One Parquet file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    /// Reading bytes from the store failed.
-    #[error("file {path}: cannot read: {source}")]
+    /// Reading bytes from the store failed (also in the middle of a file, under the decoder): a
+    /// store failure, not a broken file.
+    #[error("file {path}: cannot read from the object store{}: {source}", status_note(*.status))]
     Read {
         /// Path of the file in the store.
         path: String,
+        /// HTTP status of the store's response, when there was one.
+        status: Option<u16>,
         /// opendal's error.
         #[source]
         source: opendal::Error,
@@ -108,6 +138,46 @@ pub enum FileError {
         #[source]
         source: EncodeError,
     },
+}
+
+impl FileError {
+    /// A failed read of `path` from the store.
+    pub fn read(path: impl Into<String>, source: opendal::Error) -> FileError {
+        FileError::Read {
+            path: path.into(),
+            status: crate::source::http_status(&source),
+            source,
+        }
+    }
+
+    /// An error of the parquet reader for `path`: a store error it passed through (the footer or
+    /// a page could not be fetched) is a [`FileError::Read`], anything else a
+    /// [`FileError::Parquet`].
+    pub fn from_parquet(
+        path: impl Into<String>,
+        source: parquet::errors::ParquetError,
+    ) -> FileError {
+        use parquet::errors::ParquetError;
+        let path = path.into();
+        match source {
+            ParquetError::External(inner) => match inner.downcast::<opendal::Error>() {
+                Ok(store) => FileError::read(path, *store),
+                Err(inner) => FileError::Parquet {
+                    path,
+                    source: ParquetError::External(inner),
+                },
+            },
+            source => FileError::Parquet { path, source },
+        }
+    }
+
+    /// True when reading the file again may succeed (a transient store failure).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FileError::Read { source, .. } => crate::source::is_transient(source),
+            _ => false,
+        }
+    }
 }
 
 /// Writing to or reading from Redis failed.
@@ -217,6 +287,17 @@ pub enum PartitionError {
     /// Redis failed.
     #[error(transparent)]
     Redis(#[from] RedisError),
+    /// Too many rows had a null or empty key column: the partition is not recorded (an upstream
+    /// schema change that empties the key would otherwise remove a day from every reader).
+    #[error("{skipped_null_keys} of {rows} rows have a null or empty key column, more than max_skipped_ratio = {max_skipped_ratio} allows: not recorded (keys already written stay)")]
+    TooManySkippedKeys {
+        /// Rows read.
+        rows: u64,
+        /// Rows skipped for their key.
+        skipped_null_keys: u64,
+        /// The table's `max_skipped_ratio`.
+        max_skipped_ratio: f64,
+    },
     /// The load was cancelled (shutdown).
     #[error("cancelled before the partition was fully written")]
     Cancelled,
@@ -234,11 +315,12 @@ impl PartitionError {
     /// True when the same load may succeed if retried.
     pub fn is_transient(&self) -> bool {
         match self {
-            PartitionError::File(FileError::Read { source, .. }) => source.is_temporary(),
-            PartitionError::File(_) => false,
+            PartitionError::File(err) => err.is_transient(),
             PartitionError::Source(err) => err.is_transient(),
             PartitionError::Redis(err) => err.is_transient(),
-            PartitionError::Cancelled | PartitionError::TaskDied { .. } => false,
+            PartitionError::Cancelled
+            | PartitionError::TaskDied { .. }
+            | PartitionError::TooManySkippedKeys { .. } => false,
         }
     }
 

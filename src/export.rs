@@ -14,8 +14,11 @@ use crate::redis::WriteStyle;
 use crate::run::partition_expiry;
 use crate::source::build_operator;
 
-/// Writes the commands for partition `date` of `table` to `out`: `SET key value PXAT ms`, or
-/// for hash tables `HSET` + `PEXPIREAT`.
+/// Writes the commands for partition `date` of `table` to `out`: exactly what a load of it into
+/// a KV without newer data sends. `SET key value PXAT ms` per row, or for hash tables
+/// `MULTI`, then `DEL` + `HSET` + `PEXPIREAT` per key (only `DEL` for a row whose values are all
+/// null), `EXEC` every 32 keys: piped into a Redis that holds older hashes of the same keys, no
+/// stale field survives, as after a load.
 pub async fn export<W: AsyncWrite + Unpin>(
     config: &Config,
     table: &TableConfig,
@@ -43,7 +46,7 @@ pub async fn export<W: AsyncWrite + Unpin>(
     )
     .await?;
     let style = match table.format {
-        ValueFormat::Hash => WriteStyle::HashPlain,
+        ValueFormat::Hash => WriteStyle::Hash { guarded: false },
         _ => WriteStyle::Set,
     };
     export_partition(prepared, style, &partition_expiry(table, date), out).await

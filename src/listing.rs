@@ -191,6 +191,11 @@ pub fn classify_object<'a>(relative: &'a str, partition_column: &str) -> ObjectC
 }
 
 /// Lists the table root recursively and groups what it finds by partition date.
+///
+/// A root that does not exist is an error ([`SourceError::TableRootMissing`]): on a file system
+/// the directory is missing (an existing directory lists at least itself); on an object store
+/// nothing at all is stored under the prefix (an empty "directory" there is a marker object,
+/// which lists too). An existing root without partitions yields an empty listing.
 pub async fn list_table(
     operator: &Operator,
     table: &TableConfig,
@@ -199,8 +204,15 @@ pub async fn list_table(
     let entries = match operator.list_with(&root).recursive(true).await {
         Ok(entries) => entries,
         Err(err) if err.kind() == ErrorKind::NotFound => Vec::new(),
-        Err(source) => return Err(SourceError::List { path: root, source }),
+        Err(source) => return Err(SourceError::list(root, source)),
     };
+    if entries.is_empty() {
+        return Err(SourceError::TableRootMissing {
+            table: table.name.clone(),
+            path: root,
+            scheme: operator.info().scheme().to_string(),
+        });
+    }
     let mut listing = TableListing::default();
     for entry in entries {
         let meta = entry.metadata();

@@ -138,6 +138,22 @@ pub async fn prepare(
     })
 }
 
+/// Checks the rows a partition skipped for a null or empty key against the table's
+/// `max_skipped_ratio`: above it the partition fails ([`PartitionError::TooManySkippedKeys`]).
+/// Needs every row read, so it runs once the partition is written, before it is recorded (and
+/// before a snapshot's `delete_missing` deletes anything).
+pub fn check_skipped_keys(table: &TableConfig, stats: &Counters) -> Result<(), PartitionError> {
+    let (rows, skipped) = (stats.rows, stats.skipped_null_keys);
+    if rows == 0 || skipped as f64 <= table.max_skipped_ratio * rows as f64 {
+        return Ok(());
+    }
+    Err(PartitionError::TooManySkippedKeys {
+        rows,
+        skipped_null_keys: skipped,
+        max_skipped_ratio: table.max_skipped_ratio,
+    })
+}
+
 /// What to send for each encoded row.
 #[derive(Debug, Clone, Copy)]
 pub enum RowCommand {
@@ -158,8 +174,7 @@ pub struct Produced {
     pub payload_bytes: u64,
     /// Keys (rows with a key) for which writes were built.
     pub keys: u64,
-    /// Keys of rows whose hash is empty (every value null): deleted, not written (an export
-    /// leaves them out).
+    /// Keys of rows whose hash is empty (every value null): deleted, not written.
     pub deleted_empty_keys: u64,
 }
 
@@ -314,7 +329,7 @@ fn reader_task_result(
 }
 
 /// Writes the commands of a partition as a RESP stream (for `redis-cli --pipe`, or to inspect
-/// what a load sends). Hash rows become `DEL`, `HSET`, `PEXPIREAT` (no scripts needed).
+/// what a load sends) in `style` (no scripts: an export uses no guarded style).
 pub async fn export_partition<W: AsyncWrite + Unpin>(
     prepared: PreparedPartition,
     style: WriteStyle,

@@ -15,7 +15,10 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::ProjectionMask;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{
+    ColumnChunkMetaData, FileMetaData, ParquetMetaData, ParquetMetaDataBuilder,
+    ParquetMetaDataReader,
+};
 use tokio::sync::mpsc;
 
 use crate::error::FileError;
@@ -95,9 +98,11 @@ pub struct OpenedFile {
 }
 
 impl OpenedFile {
-    /// Rows in the file, from the footer.
+    /// Rows in the file: the sum of its row groups' row counts, which is what the decoder reads.
+    /// The footer's file-level `num_rows` is not used: some writers leave it 0 (parquet-testing's
+    /// `repeated_no_annotation.parquet`), and trusting it would drop rows silently.
     pub fn num_rows(&self) -> u64 {
-        self.metadata.metadata().file_metadata().num_rows().max(0) as u64
+        row_group_rows(self.metadata.metadata())
     }
 
     /// The file's Arrow schema.
@@ -143,15 +148,14 @@ impl OpenedFile {
             let mut stream = match built {
                 Ok(stream) => stream,
                 Err(source) => {
-                    let _ = tx.send(Err(FileError::Parquet { path, source })).await;
+                    let _ = tx.send(Err(FileError::from_parquet(path, source))).await;
                     return;
                 }
             };
             while let Some(item) = stream.next().await {
-                let item = item.map_err(|source| FileError::Parquet {
-                    path: path.clone(),
-                    source,
-                });
+                // A store error under the decoder (a page that could not be fetched) is a read
+                // failure, not a broken file.
+                let item = item.map_err(|source| FileError::from_parquet(path.as_str(), source));
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
                     return;
@@ -166,31 +170,90 @@ impl OpenedFile {
 pub async fn open_file(operator: &Operator, file: &DataFile) -> Result<OpenedFile, FileError> {
     let mut reader = OpendalFileReader::open(operator, &file.path, file.size)
         .await
-        .map_err(|source| FileError::Read {
-            path: file.path.clone(),
-            source,
-        })?;
-    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .map_err(|source| FileError::read(file.path.as_str(), source))?;
+    let options = ArrowReaderOptions::new();
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, options.clone())
         .await
-        .map_err(|source| match source {
-            ParquetError::External(inner) => match inner.downcast::<opendal::Error>() {
-                Ok(source) => FileError::Read {
-                    path: file.path.clone(),
-                    source: *source,
-                },
-                Err(inner) => FileError::Parquet {
-                    path: file.path.clone(),
-                    source: ParquetError::External(inner),
-                },
-            },
-            source => FileError::Parquet {
-                path: file.path.clone(),
-                source,
-            },
-        })?;
+        .map_err(|source| FileError::from_parquet(file.path.as_str(), source))?;
+    let metadata = match repaired_footer(metadata.metadata()) {
+        Some(repaired) => ArrowReaderMetadata::try_new(Arc::new(repaired), options)
+            .map_err(|source| FileError::from_parquet(file.path.as_str(), source))?,
+        None => metadata,
+    };
     Ok(OpenedFile {
         file: file.clone(),
         reader,
         metadata,
     })
+}
+
+/// The rows of every row group of a file.
+pub fn row_group_rows(metadata: &ParquetMetaData) -> u64 {
+    metadata
+        .row_groups()
+        .iter()
+        .map(|group| group.num_rows().max(0) as u64)
+        .sum()
+}
+
+/// The footer repaired where the parquet crate would misread it, or `None` when it is sound:
+///
+/// - The file-level `num_rows` disagrees with the sum of the row groups' (parquet-testing's
+///   `repeated_no_annotation.parquet` says 0 for a row group of 6): the parquet crate caps its
+///   batch size at the file-level count, so with 0 it decodes no row at all. The row groups are
+///   what is read: their sum replaces it.
+/// - A `dictionary_page_offset` that cannot point at a dictionary page. parquet-mr before 1.11
+///   wrote 0 for column chunks without one (parquet-testing's `dict-page-offset-zero.parquet`);
+///   the parquet crate takes it at its word and starts reading the chunk at byte 0 (the `PAR1`
+///   magic), which fails with a thrift error such as "Expected list element type of I64 but got
+///   I16". parquet-mr, and parquet-cpp since PARQUET-1402 (so pyarrow), use the offset only when
+///   it lies between the magic and the first data page, and otherwise read the chunk from its
+///   first data page (a dictionary page found there is still read first): the same is done here.
+fn repaired_footer(metadata: &ParquetMetaData) -> Option<ParquetMetaData> {
+    let bogus = |column: &ColumnChunkMetaData| {
+        column
+            .dictionary_page_offset()
+            .is_some_and(|offset| offset < 4 || offset >= column.data_page_offset())
+    };
+    let rows = row_group_rows(metadata);
+    let file = metadata.file_metadata();
+    let wrong_rows = u64::try_from(file.num_rows()).ok() != Some(rows);
+    let any_bogus = metadata
+        .row_groups()
+        .iter()
+        .any(|group| group.columns().iter().any(bogus));
+    if !wrong_rows && !any_bogus {
+        return None;
+    }
+    let mut old = metadata.clone().into_builder();
+    let mut row_groups = old.take_row_groups();
+    for group in &mut row_groups {
+        for column in group.columns_mut() {
+            if bogus(column) {
+                // Building cannot fail: only the dictionary offset changes.
+                if let Ok(repaired) = column
+                    .clone()
+                    .into_builder()
+                    .set_dictionary_page_offset(None)
+                    .build()
+                {
+                    *column = repaired;
+                }
+            }
+        }
+    }
+    let file = FileMetaData::new(
+        file.version(),
+        i64::try_from(rows).unwrap_or(i64::MAX),
+        file.created_by().map(str::to_string),
+        file.key_value_metadata().cloned(),
+        file.schema_descr_ptr(),
+        file.column_orders().cloned(),
+    );
+    Some(
+        ParquetMetaDataBuilder::new(file)
+            .set_row_groups(row_groups)
+            .set_page_index(old.take_page_index())
+            .build(),
+    )
 }

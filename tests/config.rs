@@ -165,18 +165,59 @@ fn unknown_sections_and_fields_are_rejected_with_their_name() {
 }
 
 #[test]
+fn source_options_the_service_does_not_know_are_rejected_with_a_suggestion() {
+    let cases = [
+        (
+            "read_concurency = 2",
+            "option source.read_concurency: the fs service has no option \"read_concurency\" (did you mean \"read_concurrency\"?)",
+        ),
+        (
+            "root_dir = \"/data\"",
+            "option source.root_dir: the fs service has no option \"root_dir\" (did you mean \"root\"?)",
+        ),
+        (
+            "bucket = \"b\"",
+            "option source.bucket: the fs service has no option \"bucket\"; its options: root, atomic_write_dir",
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = BASE.replace("root = \"/data\"", &format!("root = \"/data\"\n{line}"));
+        assert_eq!(error_of(&text), expected, "{line}");
+    }
+    let s3 = BASE.replace(
+        "scheme = \"fs\"\nroot = \"/data\"",
+        "scheme = \"s3\"\nbucket = \"b\"\nregoin = \"eu-west-1\"",
+    );
+    assert_eq!(
+        error_of(&s3),
+        "option source.regoin: the s3 service has no option \"regoin\" (did you mean \"region\"?)"
+    );
+    // Known options, aliases and the `_env` forms pass.
+    let s3 = BASE.replace(
+        "scheme = \"fs\"\nroot = \"/data\"",
+        "scheme = \"s3\"\nbucket = \"b\"\naws_region = \"eu-west-1\"\naccess_key_id_env = \"K\"",
+    );
+    Config::parse(&s3, &env(&[("K", "id")])).expect("known options pass");
+}
+
+#[test]
 fn secrets_only_from_environment_or_files_and_redacted() {
-    let literal = BASE.replace(
-        "root = \"/data\"",
-        "root = \"/data\"\nsecret_access_key = \"abc\"",
+    // An s3 source: fs has no secret_access_key option (unknown options are refused).
+    let s3_base = BASE.replace(
+        "scheme = \"fs\"\nroot = \"/data\"",
+        "scheme = \"s3\"\nbucket = \"b\"",
+    );
+    let literal = s3_base.replace(
+        "bucket = \"b\"",
+        "bucket = \"b\"\nsecret_access_key = \"abc\"",
     );
     let message = error_of(&literal);
     assert!(message.contains("source.secret_access_key"), "{message}");
     assert!(!message.contains("abc"), "{message}");
 
-    let from_env = BASE.replace(
-        "root = \"/data\"",
-        "root = \"/data\"\nsecret_access_key_env = \"MY_SECRET\"",
+    let from_env = s3_base.replace(
+        "bucket = \"b\"",
+        "bucket = \"b\"\nsecret_access_key_env = \"MY_SECRET\"",
     );
     let missing = Config::parse(&from_env, &HashMap::new())
         .unwrap_err()

@@ -162,6 +162,7 @@ pub(super) struct RawTableOptions {
     pub(super) snapshot_grace_days: Option<u32>,
     pub(super) delete_missing: Option<bool>,
     pub(super) max_keys_per_sec: Option<u64>,
+    pub(super) max_skipped_ratio: Option<f64>,
 }
 
 impl RawTableOptions {
@@ -185,6 +186,7 @@ impl RawTableOptions {
         "snapshot_grace_days",
         "delete_missing",
         "max_keys_per_sec",
+        "max_skipped_ratio",
     ];
 }
 

@@ -77,6 +77,9 @@ pub struct TableConfig {
     pub format: ValueFormat,
     /// Write-rate limit of this table (keys per second).
     pub max_keys_per_sec: Option<u64>,
+    /// Largest share of a partition's rows that may be skipped for a null or empty key before
+    /// the partition fails instead of being recorded (`max_skipped_ratio`, 0..=1).
+    pub max_skipped_ratio: f64,
     /// Timestamp encoding.
     pub timestamp: TimestampEncoding,
     /// Date encoding.
@@ -247,6 +250,13 @@ impl TableConfig {
         if pick!(separator).is_some_and(|s| s.is_empty()) {
             return Err(invalid(at("separator"), "must not be empty"));
         }
+        let max_skipped_ratio = pick!(max_skipped_ratio).unwrap_or(0.01);
+        if !(0.0..=1.0).contains(&max_skipped_ratio) {
+            return Err(invalid(
+                at("max_skipped_ratio"),
+                format!("{max_skipped_ratio} is not a share between 0 and 1"),
+            ));
+        }
         let columns = match (&format, raw.columns) {
             (ValueFormat::Column(column), None) => Some(vec![column.clone()]),
             (_, columns) => columns,
@@ -266,6 +276,7 @@ impl TableConfig {
             snapshot_grace_days: pick!(snapshot_grace_days).unwrap_or(2),
             delete_missing,
             max_keys_per_sec: positive(&at("max_keys_per_sec"), pick!(max_keys_per_sec))?,
+            max_skipped_ratio,
             columns,
             key,
             format,

@@ -96,14 +96,35 @@ impl RyuFloat for Float64Type {
     }
 }
 
-/// Half floats are printed as the exactly equal `f32` (shortest for f32).
+/// Half floats are printed in their shortest form that reads back as the same half float
+/// (`10.305`, not the exactly equal `f32` `10.3046875`), in the same style as `f32` and `f64`.
 impl RyuFloat for Float16Type {
     fn finite(v: Self::Native) -> bool {
         v.to_f32().is_finite()
     }
     fn write(v: Self::Native, out: &mut Vec<u8>) {
-        Float32Type::write(v.to_f32(), out)
+        Float32Type::write(shortest_f16(v), out)
     }
+}
+
+/// The half float type (`half::f16`, which arrow does not re-export).
+type Half = <Float16Type as ArrowPrimitiveType>::Native;
+
+/// The `f32` nearest to the shortest decimal that rounds to `v` as a half float.
+///
+/// A half float needs at most 5 significant digits. The decimal with the fewest digits is found
+/// by rounding to 1, 2, ... digits; its nearest `f32` prints back as exactly that decimal (any
+/// decimal of up to 6 digits survives a trip through `f32`, and a shorter one for the same `f32`
+/// would round to `v` too), so ryu prints it in the usual style.
+fn shortest_f16(v: Half) -> f32 {
+    let exact = v.to_f64();
+    for digits in 0..5 {
+        let rounded: f64 = format!("{exact:.digits$e}").parse().unwrap_or(exact);
+        if Half::from_f64(rounded) == v {
+            return rounded as f32;
+        }
+    }
+    v.to_f32()
 }
 
 struct FloatWriter<'a, T: ArrowPrimitiveType>(&'a PrimitiveArray<T>);
@@ -386,8 +407,49 @@ mod tests {
                 .into_iter()
                 .map(<Float16Type as ArrowPrimitiveType>::Native::from_f32),
         ));
-        // 0.1 is not exact in f16; the f32 of the same value prints shortest.
-        assert_eq!(json(v), strs(&["1.5", "65504.0", "null", "0.099975586"]));
+        // The shortest decimal that reads back as the same f16 (as numpy prints float16): 0.1 is
+        // not exact in f16, and 65500 is nearer to 65504 (f16::MAX) than to any other f16.
+        assert_eq!(json(v), strs(&["1.5", "65500.0", "null", "0.1"]));
+    }
+
+    /// Every finite half float: its text reads back as the same half float, has no more
+    /// significant digits than needed, and is `10.305` for the f16 nearest 10.305.
+    #[test]
+    fn every_half_float_prints_shortest_and_round_trips() {
+        use super::RyuFloat;
+        type F16 = super::Half;
+
+        let write = |v: F16| {
+            let mut out = Vec::new();
+            Float16Type::write(v, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let significant = |text: &str| {
+            let mantissa = text.split('e').next().unwrap();
+            let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+            let digits = digits.trim_start_matches('0').trim_end_matches('0');
+            digits.len().max(1)
+        };
+        for bits in 0..=u16::MAX {
+            let v = F16::from_bits(bits);
+            if !v.is_finite() {
+                continue;
+            }
+            let text = write(v);
+            let back: f64 = text.parse().unwrap();
+            assert_eq!(F16::from_f64(back).to_bits(), bits, "{text} for {v}");
+            let digits = significant(&text);
+            if digits > 1 {
+                // One digit fewer does not read back as v.
+                let shorter: f64 = format!("{:.*e}", digits - 2, v.to_f64()).parse().unwrap();
+                assert_ne!(F16::from_f64(shorter), v, "{text} is not shortest for {v}");
+            }
+        }
+        assert_eq!(write(F16::from_f32(10.305)), "10.305");
+        assert_eq!(F16::from_f32(10.305).to_f32(), 10.304_687_5);
+        assert_eq!(write(F16::from_f32(-0.0)), "-0.0");
+        assert_eq!(write(F16::MIN_POSITIVE_SUBNORMAL), "6e-8");
+        assert_eq!(write(F16::MAX), "65500.0");
     }
 
     #[test]

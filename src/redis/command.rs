@@ -186,7 +186,7 @@ impl CommandBatch {
     }
 
     /// Rows added, among [`CommandBatch::pending_keys`], whose hash is empty (every value null):
-    /// their key is deleted, not written (an export leaves them out).
+    /// their key is deleted, not written.
     pub fn empty_keys(&self) -> usize {
         self.pending_empty_keys
     }

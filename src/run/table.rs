@@ -21,7 +21,7 @@ use crate::encode::ValueFormat;
 use crate::error::{PartitionError, RedisError};
 use crate::ledger::LedgerEntry;
 use crate::listing::TableListing;
-use crate::load::{prepare, send_partition, RowCommand};
+use crate::load::{check_skipped_keys, prepare, send_partition, RowCommand};
 use crate::plan::{PartitionState, TablePlan};
 use crate::redis::control::ServerRunId;
 use crate::redis::{WriteSession, WriteStyle};
@@ -207,6 +207,7 @@ impl Engine {
         .await;
         match &landed {
             Ok(Landed::Recorded(stats)) => {
+                log_keys_skipped(table, date, stats);
                 log_partition_loaded(table, date, state, stats, job.guarded, started)
             }
             Ok(Landed::Withdrawn) => {}
@@ -303,6 +304,7 @@ impl Engine {
             limiter,
         )
         .await?;
+        check_skipped_keys(table, &stats)?;
         if table.mode == LoadMode::Snapshot && table.delete_missing {
             let previous = entries.keys().copied().filter(|d| *d < date).max();
             match previous.and_then(|d| listing.partitions.get(&d)) {
@@ -420,7 +422,46 @@ fn log_partition_loaded(
     );
 }
 
+/// WARN when a loaded partition skipped rows for a null or empty key (within
+/// `max_skipped_ratio`, or it would have failed).
+fn log_keys_skipped(table: &TableConfig, date: NaiveDate, stats: &Counters) {
+    if stats.skipped_null_keys == 0 {
+        return;
+    }
+    tracing::warn!(
+        target: LOG_TARGET,
+        event = "keys_skipped",
+        table = %table.name,
+        date = %date,
+        rows = stats.rows,
+        skipped_null_keys = stats.skipped_null_keys,
+        max_skipped_ratio = table.max_skipped_ratio,
+        "rows with a null or empty key column were skipped"
+    );
+}
+
 fn log_partition_failed(table: &TableConfig, date: NaiveDate, err: &PartitionError) {
+    if let PartitionError::TooManySkippedKeys {
+        rows,
+        skipped_null_keys,
+        max_skipped_ratio,
+    } = err
+    {
+        tracing::error!(
+            target: LOG_TARGET,
+            event = "partition_failed",
+            table = %table.name,
+            date = %date,
+            file = "",
+            transient = false,
+            rows,
+            skipped_null_keys,
+            max_skipped_ratio,
+            error = %err,
+            "partition failed"
+        );
+        return;
+    }
     tracing::error!(
         target: LOG_TARGET,
         event = "partition_failed",

@@ -20,6 +20,8 @@
 //!   past the deadline the child is killed and the test fails with what it printed.
 //! * `cli_runner.rs`: [`coldsync_bin`] / [`run_cli`], run the `coldsync` binary and collect its
 //!   JSON log events.
+//! * `http_fault_proxy.rs`: [`HttpFaultProxy`], an HTTP proxy in front of moto that answers 503
+//!   or cuts response bodies as a test's fault script says.
 //! * `scenario.rs`: the setup most tests repeat: a Redis, a temp warehouse, partitions, config,
 //!   an `Engine`.
 //! * `tcp_proxy.rs`: [`TcpProxy`], a fault-injecting TCP proxy in front of a Redis (pause, cut,
@@ -36,6 +38,7 @@
 #![allow(dead_code)]
 
 mod cli_runner;
+mod http_fault_proxy;
 mod layouts;
 mod orders;
 mod parquet_files;
@@ -49,8 +52,8 @@ mod tcp_proxy;
 // file would warn about its re-export, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    cli_runner::*, layouts::*, orders::*, parquet_files::*, processes::*, redis_server::*,
-    s3_server::*, scenario::*, tcp_proxy::*,
+    cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*, processes::*,
+    redis_server::*, s3_server::*, scenario::*, tcp_proxy::*,
 };
 
 use std::fs;
