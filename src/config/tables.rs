@@ -81,6 +81,12 @@ pub struct TableConfig {
     pub timestamp: TimestampEncoding,
     /// Date encoding.
     pub date: DateEncoding,
+    /// How long a run waits for another run's lease on this table before it skips the table.
+    pub lease_wait: Duration,
+    /// How long a run waits for a late newest cold partition (0: not at all).
+    pub wait_for_partition: Duration,
+    /// How often the table is listed again while waiting for a late partition.
+    pub wait_poll_interval: Duration,
 }
 
 impl TableConfig {
@@ -271,8 +277,47 @@ impl TableConfig {
             format,
             timestamp: pick!(timestamp_encoding).unwrap_or(TimestampEncoding::Iso8601),
             date: pick!(date_encoding).unwrap_or(DateEncoding::Iso8601),
+            lease_wait: duration(&at("lease_wait"), pick!(lease_wait).as_deref(), "0s")?,
+            wait_for_partition: duration(
+                &at("wait_for_partition"),
+                pick!(wait_for_partition).as_deref(),
+                "0s",
+            )?,
+            wait_poll_interval: positive_duration(
+                &at("wait_poll_interval"),
+                pick!(wait_poll_interval).as_deref(),
+                "60s",
+            )?,
         })
     }
+}
+
+/// A duration option written like `"90s"`, `"10m"`, `"2h"` (humantime), `default` when absent.
+pub(super) fn duration(
+    option: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or(default);
+    humantime::parse_duration(text).map_err(|err| {
+        invalid(
+            option,
+            format!("{text:?} is not a duration such as \"90s\", \"10m\" or \"2h\" ({err})"),
+        )
+    })
+}
+
+/// [`duration`], refusing zero.
+pub(super) fn positive_duration(
+    option: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let parsed = duration(option, value, default)?;
+    if parsed.is_zero() {
+        return Err(invalid(option, "must be longer than 0s"));
+    }
+    Ok(parsed)
 }
 
 /// Parses a partition format into chrono items, refusing one that does not name exactly one day.
