@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RedisConfig;
 use crate::error::RedisError;
-use crate::redis::{control, Connector};
+use crate::redis::control::{self, ControlClient};
+use crate::redis::Connector;
 use crate::run::Counters;
 
 /// One loaded partition, as recorded. Its JSON is flat: the counters sit beside the fingerprint
@@ -48,6 +49,8 @@ impl std::ops::Deref for LedgerEntry {
 #[derive(Clone)]
 pub struct Ledger {
     connection: MultiplexedConnection,
+    /// The same connection as a control client (leases run their scripts through it).
+    control: ControlClient,
     prefix: String,
 }
 
@@ -59,10 +62,27 @@ impl Ledger {
 
     /// Opens the control connection through `connector` and checks the server answers `PING`.
     pub async fn open(connector: &Connector, prefix: &str) -> Result<Ledger, RedisError> {
+        let connection = connector.control().await?;
         Ok(Ledger {
-            connection: connector.control().await?,
+            control: ControlClient::new(connection.clone(), connector.config().timeout),
+            connection,
             prefix: prefix.to_string(),
         })
+    }
+
+    /// The control client.
+    pub fn control(&self) -> &ControlClient {
+        &self.control
+    }
+
+    /// Key of a table's exclusive lease (see [`crate::lease`]).
+    pub fn lease_key(&self, table: &str) -> String {
+        format!("{}:{{{table}}}:lease", self.prefix)
+    }
+
+    /// Key of a table's shard leases (a sorted set, see [`crate::lease`]).
+    pub fn shard_leases_key(&self, table: &str) -> String {
+        format!("{}:{{{table}}}:lease:shards", self.prefix)
     }
 
     /// Key of a table's partition hash.

@@ -1,5 +1,5 @@
-//! The control client: the few commands of the ledger, `INFO` and the version check, through
-//! the `redis` crate's multiplexed connection.
+//! The control client: the few commands of the ledger, the leases, `INFO` and the version check,
+//! through the `redis` crate's multiplexed connection.
 //!
 //! The connection is opened by the [`Connector`] like every other (same TCP, TLS and handshake,
 //! same errors), checked with `PING` through the bounded reply reader of [`super::reply`], and
@@ -7,6 +7,8 @@
 //! refused with a clear error before the crate's reader, which buffers without bound, sees it.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, RedisConnectionInfo};
@@ -84,4 +86,75 @@ pub async fn check_version(connection: &MultiplexedConnection) -> Result<String,
         });
     }
     Ok(version)
+}
+
+/// The control client (W-B's minimal version of the shared contract, until W-A's, with
+/// reconnection and retries, lands: the lead keeps W-A's at merge). Every call is bounded by
+/// `[redis] timeout_secs`.
+#[derive(Clone)]
+pub struct ControlClient {
+    connection: MultiplexedConnection,
+    timeout: Duration,
+}
+
+impl ControlClient {
+    /// A client over an open control connection, each call bounded by `timeout`.
+    pub fn new(connection: MultiplexedConnection, timeout: Duration) -> ControlClient {
+        ControlClient {
+            connection,
+            timeout,
+        }
+    }
+
+    /// The connection itself, for the ledger's own commands.
+    pub fn connection(&self) -> &MultiplexedConnection {
+        &self.connection
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, ::redis::RedisError>>,
+    ) -> Result<T, RedisError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RedisError::Timeout {
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+
+    /// Once, bounded by `[redis] timeout_secs`.
+    pub async fn query<T: ::redis::FromRedisValue>(
+        &self,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, RedisError> {
+        let mut connection = self.connection.clone();
+        self.bounded(cmd.query_async(&mut connection)).await
+    }
+
+    /// An idempotent command (minimal version: once, like [`ControlClient::query`]).
+    pub async fn query_idempotent<T: ::redis::FromRedisValue>(
+        &self,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, RedisError> {
+        self.query(cmd).await
+    }
+
+    /// A Lua script (EVALSHA, loading it on NOSCRIPT), once.
+    pub async fn eval<T: ::redis::FromRedisValue>(
+        &self,
+        script: &::redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, RedisError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut connection = self.connection.clone();
+        self.bounded(invocation.invoke_async(&mut connection)).await
+    }
 }

@@ -9,6 +9,7 @@
 //! - [`watermark`]: what the ledger forgets and the new watermark (pure).
 //! - [`retry`]: the cancellable retry helper.
 //! - `table`: one table's run (plan, load each partition with retries, record).
+//! - [`shard`]: `--shard I/N`, the dates of one shard.
 //! - [`report`]: `plan`, `status` and `check --connect`.
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ pub mod counters;
 pub mod outcome;
 pub mod report;
 pub mod retry;
+pub mod shard;
 mod table;
 pub mod watermark;
 
