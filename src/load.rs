@@ -18,6 +18,7 @@ use crate::error::{FileError, PartitionError, RedisError};
 use crate::listing::DiscoveredPartition;
 use crate::reader::{open_file, OpenedFile};
 use crate::redis::{route, CommandBatch, Expiry, ScriptShas, WriteSession, WriteStyle};
+use crate::run::progress::LoadCounters;
 use crate::run::Counters;
 use crate::throttle::RateLimiter;
 
@@ -36,9 +37,16 @@ pub struct PreparedPartition {
     pub rows: u64,
     /// Bytes of the data files.
     pub bytes: u64,
+    /// Rows and keys so far, while the partition is sent (for progress reports).
+    progress: Arc<LoadCounters>,
 }
 
 impl PreparedPartition {
+    /// The rows and keys sent so far, updated while the partition is sent.
+    pub fn progress(&self) -> Arc<LoadCounters> {
+        self.progress.clone()
+    }
+
     /// Number of files.
     pub fn files(&self) -> usize {
         self.files.len()
@@ -135,6 +143,7 @@ pub async fn prepare(
         spec,
         rows,
         bytes: partition.bytes(),
+        progress: Arc::default(),
     })
 }
 
@@ -180,6 +189,7 @@ pub async fn produce_commands(
     let new_batch = || CommandBatch::with_capacity(batch_size * 128, batch_size);
     let mut pending: Vec<CommandBatch> = (0..queues).map(|_| new_batch()).collect();
     let mut rows = EncodedRows::new();
+    let progress = prepared.progress;
     for (file, encoder, mask) in prepared.files {
         let path = file.file.path.clone();
         let expected = file.num_rows();
@@ -188,6 +198,7 @@ pub async fn produce_commands(
         while let Some(batch) = batches.recv().await {
             let batch = batch?;
             produced.rows += batch.num_rows() as u64;
+            progress.add_rows(batch.num_rows() as u64);
             rows.clear();
             encoder
                 .encode_batch(&batch, &mut rows)
@@ -211,6 +222,7 @@ pub async fn produce_commands(
                     let full = std::mem::replace(out, new_batch());
                     produced.keys += (full.pending_keys() - full.empty_keys()) as u64;
                     produced.deleted_empty_keys += full.empty_keys() as u64;
+                    progress.add_keys(full.pending_keys() as u64);
                     if sink.send((target, full)).await.is_err() {
                         return Ok(produced);
                     }
