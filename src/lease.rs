@@ -463,7 +463,7 @@ impl Lease {
         };
         let released: i64 = self
             .control
-            .eval(script, &[self.key.clone()], &args)
+            .eval(script, std::slice::from_ref(&self.key), &args)
             .await?;
         Ok(released == 1)
     }

@@ -198,7 +198,6 @@ pub async fn produce_commands(
         while let Some(batch) = batches.recv().await {
             let batch = batch?;
             produced.rows += batch.num_rows() as u64;
-            progress.add_rows(batch.num_rows() as u64);
             rows.clear();
             encoder
                 .encode_batch(&batch, &mut rows)
@@ -207,6 +206,7 @@ pub async fn produce_commands(
                     source,
                 })?;
             produced.skipped_null_keys += rows.skipped_null_keys();
+            progress.add_rows(batch.num_rows() as u64, rows.skipped_null_keys());
             produced.payload_bytes += rows.byte_len() as u64;
             for row in 0..rows.len() {
                 let target = route(rows.key(row), queues);
@@ -222,7 +222,6 @@ pub async fn produce_commands(
                     let full = std::mem::replace(out, new_batch());
                     produced.keys += (full.pending_keys() - full.empty_keys()) as u64;
                     produced.deleted_empty_keys += full.empty_keys() as u64;
-                    progress.add_keys(full.pending_keys() as u64);
                     if sink.send((target, full)).await.is_err() {
                         return Ok(produced);
                     }
@@ -263,6 +262,7 @@ pub async fn send_partition(
 ) -> Result<PartitionStats, PartitionError> {
     let started = Instant::now();
     let (files, bytes) = (prepared.files.len() as u64, prepared.bytes);
+    let progress = prepared.progress();
     let connections = session.connections();
     let (tx, mut rx) = mpsc::channel(connections * 2);
     let producer = tokio::spawn(
@@ -279,11 +279,13 @@ pub async fn send_partition(
     );
     let mut broken = false;
     while let Some((target, batch)) = rx.recv().await {
+        let keys = batch.pending_keys() as u64;
         limiter.acquire(batch.pending_keys()).await;
         if session.send(target, batch).await.is_err() {
             broken = true;
             break;
         }
+        progress.add_keys(keys);
     }
     drop(rx);
     let produced = reader_task_result(producer.await);

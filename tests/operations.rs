@@ -475,7 +475,7 @@ fn sigterm_in_the_middle_of_a_load(today: NaiveDate, args: &[&str], exit_code: i
         shutdown["message"],
         "abandoning the partition in progress; it is not recorded and the next run reloads it"
     );
-    assert_eq!(loaded_dates(&events), [first.clone()]);
+    assert_eq!(loaded_dates(&events), [first.as_str()]);
     let failed = one(&events, "partition_failed");
     assert_eq!(failed["date"], second.as_str());
     assert_eq!(one(&events, "run_finished")["exit_code"], 3);
@@ -486,14 +486,14 @@ fn sigterm_in_the_middle_of_a_load(today: NaiveDate, args: &[&str], exit_code: i
     }
     assert_eq!(
         ws.ledger().keys().cloned().collect::<Vec<_>>(),
-        [first.clone()]
+        [first.as_str()]
     );
     assert_eq!(lease_value(&redis), None, "released on the way out");
 
     ws.config(30, "", "");
     let out = ws.cli(&["run", "--as-of", &today.to_string()], &[]);
     assert_eq!(out.status_code, 0, "{}", out.dump());
-    assert_eq!(loaded_dates(&out.events), [second.clone()]);
+    assert_eq!(loaded_dates(&out.events), [second.as_str()]);
     assert_values(
         &redis,
         &expected_values(&[(&first, 0, 200, "a"), (&second, 100, 5000, "b")]),

@@ -20,30 +20,38 @@ const BAR_REFRESH: Duration = Duration::from_millis(200);
 #[derive(Debug, Default)]
 pub struct LoadCounters {
     rows: AtomicU64,
+    skipped: AtomicU64,
     keys: AtomicU64,
 }
 
 impl LoadCounters {
-    /// Rows decoded from the files.
-    pub fn add_rows(&self, rows: u64) {
+    /// Rows decoded from the files, `skipped` of them without a key (no write).
+    pub fn add_rows(&self, rows: u64, skipped: u64) {
         self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.skipped.fetch_add(skipped, Ordering::Relaxed);
     }
 
-    /// Keys whose writes were handed to the Redis connections.
+    /// Keys whose writes were handed to the Redis connections (past the rate limit).
     pub fn add_keys(&self, keys: u64) {
         self.keys.fetch_add(keys, Ordering::Relaxed);
     }
 
-    /// `(rows, keys)` so far.
+    /// `(rows read, keys sent)` so far.
     pub fn get(&self) -> (u64, u64) {
         (
             self.rows.load(Ordering::Relaxed),
             self.keys.load(Ordering::Relaxed),
         )
     }
+
+    /// Rows done: their writes sent, or skipped (no key). Reading runs a few batches ahead of
+    /// the writes, so the rate and the ETA count these.
+    pub fn done(&self) -> u64 {
+        self.keys.load(Ordering::Relaxed) + self.skipped.load(Ordering::Relaxed)
+    }
 }
 
-/// Rows per second and the seconds left (when something was read) after `rows` of `total` in
+/// Rows per second and the seconds left (when something was done) after `rows` of `total` in
 /// `elapsed`.
 pub fn rate_and_eta(rows: u64, total: u64, elapsed: Duration) -> (u64, Option<u64>) {
     let seconds = elapsed.as_secs_f64();
@@ -71,7 +79,7 @@ pub fn report(
             let bar = bars.add(ProgressBar::new(total_rows));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, eta {eta}",
+                    "{prefix} [{bar:30}] {human_pos}/{human_len} rows ({percent}%), {elapsed} elapsed, eta {eta}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -79,7 +87,7 @@ pub fn report(
             bar.set_prefix(format!("{table} {date}"));
             tokio::spawn(async move {
                 loop {
-                    bar.set_position(counters.get().0);
+                    bar.set_position(counters.done());
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(BAR_REFRESH) => {}
@@ -114,7 +122,7 @@ async fn log_progress(
         }
         let (rows, keys) = counters.get();
         let elapsed = started.elapsed();
-        let (rows_per_sec, eta_secs) = rate_and_eta(rows, total_rows, elapsed);
+        let (rows_per_sec, eta_secs) = rate_and_eta(counters.done(), total_rows, elapsed);
         tracing::info!(
             target: LOG_TARGET,
             event = "load_progress",
@@ -190,10 +198,11 @@ mod tests {
             Duration::from_secs(30),
             stop.clone(),
         ));
-        counters.add_rows(300);
+        counters.add_rows(400, 10);
         counters.add_keys(290);
         tokio::time::sleep(Duration::from_secs(31)).await;
-        counters.add_rows(300);
+        counters.add_rows(300, 0);
+        counters.add_keys(300);
         tokio::time::sleep(Duration::from_secs(30)).await;
         stop.cancel();
         task.await.unwrap();
@@ -207,13 +216,20 @@ mod tests {
         assert_eq!(first["event"], "load_progress");
         assert_eq!(first["table"], "orders");
         assert_eq!(first["date"], "2026-11-20");
-        assert_eq!(first["rows"], 300);
+        assert_eq!(first["rows"], 400, "read");
         assert_eq!(first["rows_total"], 1000);
-        assert_eq!(first["keys"], 290);
-        assert_eq!(first["rows_per_sec"], 10);
+        assert_eq!(first["keys"], 290, "sent");
+        assert_eq!(
+            first["rows_per_sec"], 10,
+            "300 rows done (290 sent, 10 skipped) in 30 s"
+        );
         assert_eq!(first["eta_secs"], 70);
         assert_eq!(first["elapsed_secs"], 30);
-        assert_eq!(events[1]["rows"], 600);
-        assert_eq!(events[1]["eta_secs"], 40);
+        assert_eq!(events[1]["rows"], 700);
+        assert_eq!(events[1]["keys"], 590);
+        assert_eq!(
+            events[1]["eta_secs"], 40,
+            "600 done in 60 s: 400 left at 10/s"
+        );
     }
 }

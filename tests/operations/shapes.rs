@@ -44,207 +44,214 @@ const COUNTERS: &[(&str, Kind)] = &[
     ("payload_bytes", Count),
 ];
 
-/// `(level, required fields, optional fields, with the counters)` of an event.
-fn shape(
-    event: &str,
-) -> Option<(
-    &'static str,
-    Vec<(&'static str, Kind)>,
-    Vec<(&'static str, Kind)>,
-)> {
-    let (level, required, optional, counters): (_, &[(&str, Kind)], &[(&str, Kind)], bool) =
-        match event {
-            "run_started" => (
-                "INFO",
-                &[
-                    ("run_id", Str),
-                    ("tables", Count),
-                    ("dry_run", Bool),
-                    ("backfill", Bool),
-                    ("redis", Str),
-                    ("source", Str),
-                ],
-                &[("as_of", Date), ("shard", Str)],
-                false,
-            ),
-            "partition_loaded" => (
-                "INFO",
-                &[
-                    ("table", Str),
-                    ("date", Date),
-                    ("state", Str),
-                    ("guarded", Bool),
-                    ("duration_ms", Count),
-                ],
-                &[],
-                true,
-            ),
-            "partition_planned" => (
-                "INFO",
-                &[
-                    ("table", Str),
-                    ("date", Date),
-                    ("state", Str),
-                    ("files", Count),
-                    ("bytes", Count),
-                ],
-                &[],
-                false,
-            ),
-            "partition_incomplete" => (
-                "INFO",
-                &[("table", Str), ("date", Date), ("reason", Str)],
-                &[],
-                false,
-            ),
-            "partition_skipped" => (
-                "WARN",
-                &[("table", Str), ("value", Str), ("reason", Str)],
-                &[],
-                false,
-            ),
-            "partition_retry" => (
-                "WARN",
-                &[
-                    ("table", Str),
-                    ("date", Date),
-                    ("attempt", Count),
-                    ("error", Str),
-                ],
-                &[],
-                false,
-            ),
-            "partition_failed" => (
-                "ERROR",
-                &[
-                    ("table", Str),
-                    ("date", Date),
-                    ("file", Str),
-                    ("transient", Bool),
-                    ("error", Str),
-                ],
-                &[],
-                false,
-            ),
-            "partition_waiting" => (
-                "INFO",
-                &[
-                    ("table", Str),
-                    ("date", Date),
-                    ("reason", Str),
-                    ("waited_secs", Count),
-                    ("wait_for_partition_secs", Count),
-                ],
-                &[],
-                false,
-            ),
-            "partition_late" => (
-                "ERROR",
-                &[
-                    ("table", Str),
-                    ("date", Date),
-                    ("today", Date),
-                    ("partition", Str),
-                    ("reason", Str),
-                    ("waited_secs", Count),
-                ],
-                &[],
-                false,
-            ),
-            "load_progress" => (
-                "INFO",
-                &[
-                    ("table", Str),
-                    ("date", Date),
-                    ("rows", Count),
-                    ("rows_total", Count),
-                    ("keys", Count),
-                    ("rows_per_sec", Count),
-                    ("elapsed_secs", Count),
-                ],
-                &[("eta_secs", Count)],
-                false,
-            ),
-            "table_failed" => ("ERROR", &[("table", Str), ("error", Str)], &[], false),
-            "table_finished" => (
-                "INFO",
-                &[
-                    ("run_id", Str),
-                    ("table", Str),
-                    ("status", Str),
-                    ("partitions_loaded", Count),
-                    ("partitions_failed", Count),
-                    ("lease_wait_ms", Count),
-                ],
-                &[
-                    ("shard", Str),
-                    ("late", Date),
-                    ("watermark", Date),
-                    ("watermark_lag_days", Int),
-                    ("error", Str),
-                ],
-                true,
-            ),
-            "lease_held" => (
-                "ERROR",
-                &[
-                    ("table", Str),
-                    ("holder_run_id", Str),
-                    ("holder_host", Str),
-                    ("holder_since", Str),
-                    ("waited_ms", Count),
-                ],
-                &[("holder_shard", Str)],
-                false,
-            ),
-            "lease_lost" => ("ERROR", &[("table", Str), ("reason", Str)], &[], false),
-            "lease_renewal_failed" => ("WARN", &[("error", Str)], &[], false),
-            "lease_release_failed" => ("WARN", &[("table", Str), ("error", Str)], &[], false),
-            "snapshot_keys_deleted" => (
-                "INFO",
-                &[
-                    ("table", Str),
-                    ("date", Date),
-                    ("previous", Date),
-                    ("deleted", Count),
-                ],
-                &[],
-                false,
-            ),
-            "snapshot_previous_missing" => (
-                "WARN",
-                &[("table", Str), ("date", Date), ("previous", Date)],
-                &[],
-                false,
-            ),
-            "run_finished" => (
-                "INFO",
-                &[
-                    ("run_id", Str),
-                    ("exit_code", Count),
-                    ("duration_ms", Count),
-                    ("partitions_loaded", Count),
-                    ("partitions_failed", Count),
-                    ("partitions_late", Count),
-                    ("dry_run", Bool),
-                ],
-                &[("shard", Str)],
-                true,
-            ),
-            "shutdown_requested" => ("WARN", &[], &[], false),
-            "daemon_started" => ("INFO", &[("schedule", Str), ("timezone", Str)], &[], false),
-            "daemon_stopping" | "daemon_stopped" => ("INFO", &[], &[], false),
-            "run_skipped" => ("WARN", &[("reason", Str)], &[], false),
-            "config_invalid" | "startup_failed" | "run_failed" => {
-                ("ERROR", &[("error", Str)], &[], false)
-            }
-            _ => return None,
-        };
+/// Fields and their kinds.
+type Fields = &'static [(&'static str, Kind)];
+
+/// What an event looks like.
+struct Shape {
+    level: &'static str,
+    required: Vec<(&'static str, Kind)>,
+    optional: Vec<(&'static str, Kind)>,
+}
+
+/// The shape of an event (`None`: not a documented event).
+fn shape(event: &str) -> Option<Shape> {
+    let (level, required, optional, counters): (&'static str, Fields, Fields, bool) = match event {
+        "run_started" => (
+            "INFO",
+            &[
+                ("run_id", Str),
+                ("tables", Count),
+                ("dry_run", Bool),
+                ("backfill", Bool),
+                ("redis", Str),
+                ("source", Str),
+            ],
+            &[("as_of", Date), ("shard", Str)],
+            false,
+        ),
+        "partition_loaded" => (
+            "INFO",
+            &[
+                ("table", Str),
+                ("date", Date),
+                ("state", Str),
+                ("guarded", Bool),
+                ("duration_ms", Count),
+            ],
+            &[],
+            true,
+        ),
+        "partition_planned" => (
+            "INFO",
+            &[
+                ("table", Str),
+                ("date", Date),
+                ("state", Str),
+                ("files", Count),
+                ("bytes", Count),
+            ],
+            &[],
+            false,
+        ),
+        "partition_incomplete" => (
+            "INFO",
+            &[("table", Str), ("date", Date), ("reason", Str)],
+            &[],
+            false,
+        ),
+        "partition_skipped" => (
+            "WARN",
+            &[("table", Str), ("value", Str), ("reason", Str)],
+            &[],
+            false,
+        ),
+        "partition_retry" => (
+            "WARN",
+            &[
+                ("table", Str),
+                ("date", Date),
+                ("attempt", Count),
+                ("error", Str),
+            ],
+            &[],
+            false,
+        ),
+        "partition_failed" => (
+            "ERROR",
+            &[
+                ("table", Str),
+                ("date", Date),
+                ("file", Str),
+                ("transient", Bool),
+                ("error", Str),
+            ],
+            &[],
+            false,
+        ),
+        "partition_waiting" => (
+            "INFO",
+            &[
+                ("table", Str),
+                ("date", Date),
+                ("reason", Str),
+                ("waited_secs", Count),
+                ("wait_for_partition_secs", Count),
+            ],
+            &[],
+            false,
+        ),
+        "partition_late" => (
+            "ERROR",
+            &[
+                ("table", Str),
+                ("date", Date),
+                ("today", Date),
+                ("partition", Str),
+                ("reason", Str),
+                ("waited_secs", Count),
+            ],
+            &[],
+            false,
+        ),
+        "load_progress" => (
+            "INFO",
+            &[
+                ("table", Str),
+                ("date", Date),
+                ("rows", Count),
+                ("rows_total", Count),
+                ("keys", Count),
+                ("rows_per_sec", Count),
+                ("elapsed_secs", Count),
+            ],
+            &[("eta_secs", Count)],
+            false,
+        ),
+        "table_failed" => ("ERROR", &[("table", Str), ("error", Str)], &[], false),
+        "table_finished" => (
+            "INFO",
+            &[
+                ("run_id", Str),
+                ("table", Str),
+                ("status", Str),
+                ("partitions_loaded", Count),
+                ("partitions_failed", Count),
+                ("lease_wait_ms", Count),
+            ],
+            &[
+                ("shard", Str),
+                ("late", Date),
+                ("watermark", Date),
+                ("watermark_lag_days", Int),
+                ("error", Str),
+            ],
+            true,
+        ),
+        "lease_held" => (
+            "ERROR",
+            &[
+                ("table", Str),
+                ("holder_run_id", Str),
+                ("holder_host", Str),
+                ("holder_since", Str),
+                ("waited_ms", Count),
+            ],
+            &[("holder_shard", Str)],
+            false,
+        ),
+        "lease_lost" => ("ERROR", &[("table", Str), ("reason", Str)], &[], false),
+        "lease_renewal_failed" => ("WARN", &[("error", Str)], &[], false),
+        "lease_release_failed" => ("WARN", &[("table", Str), ("error", Str)], &[], false),
+        "snapshot_keys_deleted" => (
+            "INFO",
+            &[
+                ("table", Str),
+                ("date", Date),
+                ("previous", Date),
+                ("deleted", Count),
+            ],
+            &[],
+            false,
+        ),
+        "snapshot_previous_missing" => (
+            "WARN",
+            &[("table", Str), ("date", Date), ("previous", Date)],
+            &[],
+            false,
+        ),
+        "run_finished" => (
+            "INFO",
+            &[
+                ("run_id", Str),
+                ("exit_code", Count),
+                ("duration_ms", Count),
+                ("partitions_loaded", Count),
+                ("partitions_failed", Count),
+                ("partitions_late", Count),
+                ("dry_run", Bool),
+            ],
+            &[("shard", Str)],
+            true,
+        ),
+        "shutdown_requested" => ("WARN", &[], &[], false),
+        "daemon_started" => ("INFO", &[("schedule", Str), ("timezone", Str)], &[], false),
+        "daemon_stopping" | "daemon_stopped" => ("INFO", &[], &[], false),
+        "run_skipped" => ("WARN", &[("reason", Str)], &[], false),
+        "config_invalid" | "startup_failed" | "run_failed" => {
+            ("ERROR", &[("error", Str)], &[], false)
+        }
+        _ => return None,
+    };
     let mut required: Vec<_> = COMMON.iter().chain(required).copied().collect();
     if counters {
         required.extend_from_slice(COUNTERS);
     }
-    Some((level, required, optional.to_vec()))
+    Some(Shape {
+        level,
+        required,
+        optional: optional.to_vec(),
+    })
 }
 
 fn is_date(text: &str) -> bool {
@@ -280,8 +287,11 @@ pub fn assert_shapes(events: &[Value]) -> std::collections::BTreeSet<String> {
         let name = event["event"]
             .as_str()
             .unwrap_or_else(|| panic!("no event name: {event}"));
-        let (level, required, optional) =
-            shape(name).unwrap_or_else(|| panic!("undocumented event {name}: {event}"));
+        let Shape {
+            level,
+            required,
+            optional,
+        } = shape(name).unwrap_or_else(|| panic!("undocumented event {name}: {event}"));
         assert_eq!(event["level"], level, "level of {event}");
         for (field, kind) in &required {
             let value = object
