@@ -381,7 +381,7 @@ impl Lease {
         );
         let ttl = self.ttl;
         tokio::spawn(async move {
-            if let Some(reason) = keep_renewed(ttl, renew, stop).await {
+            if let Some(reason) = keep_renewed(&table, ttl, renew, stop).await {
                 mark_lost(&lost, &table, reason);
                 work.cancel();
             }
@@ -497,6 +497,7 @@ fn mark_lost(lost: &Mutex<Option<Loss>>, table: &str, reason: String) {
 /// expired meanwhile (two thirds of the ttl since the last renewal that succeeded, so the work
 /// stops a third of the ttl before anyone else can take the lease).
 async fn keep_renewed<Renew, Attempt>(
+    table: &str,
     ttl: Duration,
     mut renew: Renew,
     stop: CancellationToken,
@@ -535,6 +536,7 @@ where
                 tracing::warn!(
                     target: LOG_TARGET,
                     event = "lease_renewal_failed",
+                    table = %table,
                     error = %error,
                     "lease renewal failed, trying again"
                 );
@@ -574,7 +576,12 @@ mod tests {
     async fn renews_every_third_of_the_ttl_until_stopped() {
         let (calls, renew) = scripted(vec![]);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(keep_renewed(Duration::from_secs(60), renew, stop.clone()));
+        let task = tokio::spawn(keep_renewed(
+            "t",
+            Duration::from_secs(60),
+            renew,
+            stop.clone(),
+        ));
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert_eq!(*calls.lock().unwrap(), 3, "at 20s, 40s and 60s");
         stop.cancel();
@@ -585,7 +592,13 @@ mod tests {
     async fn another_holder_loses_it_at_once() {
         let (calls, renew) = scripted(vec![Ok(true), Ok(false)]);
         let started = tokio::time::Instant::now();
-        let lost = keep_renewed(Duration::from_secs(60), renew, CancellationToken::new()).await;
+        let lost = keep_renewed(
+            "t",
+            Duration::from_secs(60),
+            renew,
+            CancellationToken::new(),
+        )
+        .await;
         assert!(lost.unwrap().contains("another holder"));
         assert_eq!(started.elapsed(), Duration::from_secs(40));
         assert_eq!(*calls.lock().unwrap(), 2);
@@ -595,7 +608,12 @@ mod tests {
     async fn one_failed_renewal_is_survived_two_lose_it_before_the_expiry() {
         let (_, renew) = scripted(vec![Err(timeout()), Ok(true), Err(timeout())]);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(keep_renewed(Duration::from_secs(60), renew, stop.clone()));
+        let task = tokio::spawn(keep_renewed(
+            "t",
+            Duration::from_secs(60),
+            renew,
+            stop.clone(),
+        ));
         tokio::time::sleep(Duration::from_secs(70)).await;
         assert!(
             !task.is_finished(),
@@ -606,7 +624,13 @@ mod tests {
 
         let (_, renew) = scripted(vec![Ok(true), Err(timeout()), Err(timeout())]);
         let started = tokio::time::Instant::now();
-        let lost = keep_renewed(Duration::from_secs(60), renew, CancellationToken::new()).await;
+        let lost = keep_renewed(
+            "t",
+            Duration::from_secs(60),
+            renew,
+            CancellationToken::new(),
+        )
+        .await;
         let reason = lost.expect("lost");
         assert!(reason.contains("may have expired"), "{reason}");
         assert_eq!(

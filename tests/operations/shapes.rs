@@ -17,6 +17,8 @@ pub enum Kind {
     Count,
     /// An integer that may be negative.
     Int,
+    /// Any number (a float).
+    Number,
     /// `true` / `false`.
     Bool,
 }
@@ -201,7 +203,7 @@ fn shape(event: &str) -> Option<Shape> {
             false,
         ),
         "lease_lost" => ("ERROR", &[("table", Str), ("reason", Str)], &[], false),
-        "lease_renewal_failed" => ("WARN", &[("error", Str)], &[], false),
+        "lease_renewal_failed" => ("WARN", &[("table", Str), ("error", Str)], &[], false),
         "lease_release_failed" => ("WARN", &[("table", Str), ("error", Str)], &[], false),
         "snapshot_keys_deleted" => (
             "INFO",
@@ -234,6 +236,13 @@ fn shape(event: &str) -> Option<Shape> {
             &[("shard", Str)],
             true,
         ),
+        "write_rate_adapted" => (
+            "INFO",
+            &[("keys_per_sec", Count), ("probe_ms", Number)],
+            &[],
+            false,
+        ),
+        "adaptive_probe_failed" => ("WARN", &[("error", Str)], &[], false),
         "shutdown_requested" => ("WARN", &[], &[], false),
         "daemon_started" => ("INFO", &[("schedule", Str), ("timezone", Str)], &[], false),
         "daemon_stopping" | "daemon_stopped" => ("INFO", &[], &[], false),
@@ -266,6 +275,7 @@ fn matches(kind: Kind, value: &Value) -> bool {
         Date => value.as_str().is_some_and(is_date),
         Count => value.is_u64(),
         Int => value.is_i64() || value.is_u64(),
+        Number => value.is_number(),
         Bool => value.is_boolean(),
     }
 }
