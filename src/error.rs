@@ -301,6 +301,12 @@ pub enum PartitionError {
     /// The load was cancelled (shutdown).
     #[error("cancelled before the partition was fully written")]
     Cancelled,
+    /// The run lost the table's lease while loading it: it stopped, nothing more was recorded.
+    #[error("the lease on table {table} was lost: stopped before writing more, not recorded")]
+    LeaseLost {
+        /// The table.
+        table: String,
+    },
     /// A task doing part of the partition's work panicked or was aborted: a bug, not worth a retry.
     #[error("the task {work} {ending}")]
     TaskDied {
@@ -319,6 +325,7 @@ impl PartitionError {
             PartitionError::Source(err) => err.is_transient(),
             PartitionError::Redis(err) => err.is_transient(),
             PartitionError::Cancelled
+            | PartitionError::LeaseLost { .. }
             | PartitionError::TaskDied { .. }
             | PartitionError::TooManySkippedKeys { .. } => false,
         }

@@ -16,6 +16,7 @@
 //! - [`redis`]: everything that talks to Redis: write commands, scripts, the bounded reply reader,
 //!   connections (`Connector`), the pipelined bulk write session, the control client.
 //! - [`ledger`]: what was loaded (fingerprints, counts, watermark), kept in Redis itself.
+//! - [`lease`]: one run at a time per table (or shard), across pods, in Redis beside the ledger.
 //! - [`load`]: loads one partition end to end.
 //! - [`export`]: the RESP stream of a partition, for `redis-cli --pipe`.
 //! - [`run`]: a whole run: plan every table, load, record, summarize (typed outcomes, counters,
@@ -30,6 +31,7 @@ pub mod daemon;
 pub mod encode;
 pub mod error;
 pub mod export;
+pub mod lease;
 pub mod ledger;
 pub mod listing;
 pub mod load;

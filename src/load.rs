@@ -18,6 +18,7 @@ use crate::error::{FileError, PartitionError, RedisError};
 use crate::listing::DiscoveredPartition;
 use crate::reader::{open_file, OpenedFile};
 use crate::redis::{route, CommandBatch, Expiry, ScriptShas, WriteSession, WriteStyle};
+use crate::run::progress::LoadCounters;
 use crate::run::Counters;
 use crate::throttle::RateLimiter;
 
@@ -36,9 +37,16 @@ pub struct PreparedPartition {
     pub rows: u64,
     /// Bytes of the data files.
     pub bytes: u64,
+    /// Rows and keys so far, while the partition is sent (for progress reports).
+    progress: Arc<LoadCounters>,
 }
 
 impl PreparedPartition {
+    /// The rows and keys sent so far, updated while the partition is sent.
+    pub fn progress(&self) -> Arc<LoadCounters> {
+        self.progress.clone()
+    }
+
     /// Number of files.
     pub fn files(&self) -> usize {
         self.files.len()
@@ -135,6 +143,7 @@ pub async fn prepare(
         spec,
         rows,
         bytes: partition.bytes(),
+        progress: Arc::default(),
     })
 }
 
@@ -195,6 +204,7 @@ pub async fn produce_commands(
     let new_batch = || CommandBatch::with_capacity(batch_size * 128, batch_size);
     let mut pending: Vec<CommandBatch> = (0..queues).map(|_| new_batch()).collect();
     let mut rows = EncodedRows::new();
+    let progress = prepared.progress;
     for (file, encoder, mask) in prepared.files {
         let path = file.file.path.clone();
         let expected = file.num_rows();
@@ -211,6 +221,7 @@ pub async fn produce_commands(
                     source,
                 })?;
             produced.skipped_null_keys += rows.skipped_null_keys();
+            progress.add_rows(batch.num_rows() as u64, rows.skipped_null_keys());
             produced.payload_bytes += rows.byte_len() as u64;
             for row in 0..rows.len() {
                 let target = route(rows.key(row), queues);
@@ -266,6 +277,7 @@ pub async fn send_partition(
 ) -> Result<PartitionStats, PartitionError> {
     let started = Instant::now();
     let (files, bytes) = (prepared.files.len() as u64, prepared.bytes);
+    let progress = prepared.progress();
     let connections = session.connections();
     let (tx, mut rx) = mpsc::channel(connections * 2);
     let producer = tokio::spawn(
@@ -282,11 +294,13 @@ pub async fn send_partition(
     );
     let mut broken = false;
     while let Some((target, batch)) = rx.recv().await {
+        let keys = batch.pending_keys() as u64;
         limiter.acquire(batch.pending_keys()).await;
         if session.send(target, batch).await.is_err() {
             broken = true;
             break;
         }
+        progress.add_keys(keys);
     }
     drop(rx);
     let produced = reader_task_result(producer.await);

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use coldsync::config::Config;
 use coldsync::logging::{self, LogFormat};
 use coldsync::run::report::format_plan;
-use coldsync::run::{Backfill, CommandOutcome, Engine, ExitCode, RunOptions};
+use coldsync::run::{Backfill, CommandOutcome, Engine, ExitCode, RunOptions, Shard};
 use tokio_util::sync::CancellationToken;
 
 /// Keeps a shared Redis cold KV filled with the cold partitions of Hive-partitioned Parquet tables.
@@ -43,12 +43,43 @@ struct TableSelection {
     as_of: Option<NaiveDate>,
 }
 
+#[derive(Args)]
+struct ShardSelection {
+    /// Load only shard I of N (0-based): the dates whose day number (days since 1970-01-01)
+    /// mod N is I. Shards of one range run in parallel, each under its own shard lease.
+    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+    shard: Option<Shard>,
+    /// Load one of N shards, its index I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "N")]
+    shards: Option<u32>,
+}
+
+impl ShardSelection {
+    /// The shard asked for, if any (`--shards` reads the index from `env`).
+    fn resolve(&self, env: &HashMap<String, String>) -> Result<Option<Shard>, ExitCode> {
+        match (self.shard, self.shards) {
+            (Some(shard), _) => Ok(Some(shard)),
+            (None, Some(count)) => match Shard::from_job_index(count, env) {
+                Ok(shard) => Ok(Some(shard)),
+                Err(err) => {
+                    tracing::error!(event = "config_invalid", error = %err, "invalid arguments");
+                    eprintln!("error: {err}");
+                    Err(ExitCode::of(CommandOutcome::InvalidConfig))
+                }
+            },
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Load every cold partition that is pending or changed, then exit.
     Run {
         #[command(flatten)]
         selection: TableSelection,
+        #[command(flatten)]
+        shards: ShardSelection,
         /// Plan and log what would be loaded; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -77,6 +108,8 @@ enum Command {
         /// Reload partitions already loaded.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        shards: ShardSelection,
         /// Print the run summary as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -133,7 +166,10 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    runtime.block_on(execute(cli)).into()
+    let exit = runtime.block_on(execute(cli));
+    // Tasks still running (a file read after a shutdown) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    exit.into()
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {
@@ -174,14 +210,20 @@ async fn execute(cli: Cli) -> ExitCode {
         Command::Export { .. } => unreachable!("handled before connecting"),
         Command::Run {
             selection,
+            shards,
             dry_run,
             json,
         } => {
+            let shard = match shards.resolve(&env) {
+                Ok(shard) => shard,
+                Err(exit) => return exit,
+            };
             let options = RunOptions {
                 tables: selection.tables,
                 as_of: selection.as_of,
                 dry_run,
                 backfill: None,
+                shard,
             };
             run(&engine, options, json, &shutdown).await
         }
@@ -190,13 +232,19 @@ async fn execute(cli: Cli) -> ExitCode {
             from,
             to,
             force,
+            shards,
             json,
         } => {
+            let shard = match shards.resolve(&env) {
+                Ok(shard) => shard,
+                Err(exit) => return exit,
+            };
             let options = RunOptions {
                 tables: selection.tables,
                 as_of: selection.as_of,
                 dry_run: false,
                 backfill: Some(Backfill { from, to, force }),
+                shard,
             };
             run(&engine, options, json, &shutdown).await
         }
@@ -360,7 +408,7 @@ async fn watch_signals(shutdown: CancellationToken) {
     wait_for_shutdown_signal(sigterm, tokio::signal::ctrl_c()).await;
     tracing::warn!(
         event = "shutdown_requested",
-        "stopping after the partition in progress"
+        "abandoning the partition in progress; it is not recorded and the next run reloads it"
     );
     shutdown.cancel();
 }

@@ -102,6 +102,7 @@ async fn run(engine: &Engine, as_of: NaiveDate) -> Ran {
         as_of: Some(as_of),
         dry_run: false,
         backfill: None,
+        ..RunOptions::default()
     };
     let summary = engine
         .run(&options, &CancellationToken::new())

@@ -81,6 +81,7 @@ fn options() -> RunOptions {
         as_of: Some(as_of()),
         dry_run: false,
         backfill: None,
+        ..RunOptions::default()
     }
 }
 

@@ -10,7 +10,8 @@
 //! - `source`: `[source]` into [`SourceConfig`].
 //! - `redis`: `[redis]` into [`RedisConfig`].
 //! - `tables`: `[[tables]]` and `[defaults]` into [`TableConfig`].
-//! - here: [`Config`] itself, `[ledger]` and `[daemon]`, and the checks the sections share.
+//! - here: [`Config`] itself, `[ledger]`, `[daemon]`, `[lease]` and `[logging]`, and the checks
+//!   the sections share.
 
 mod raw;
 mod redis;
@@ -22,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono_tz::Tz;
 
@@ -47,6 +49,19 @@ pub struct Config {
     pub schedule_timezone: Tz,
     /// Tables, in file order.
     pub tables: Vec<TableConfig>,
+    /// `[lease]`, and who this process is in a lease.
+    pub lease: LeaseConfig,
+    /// `[logging] progress_interval`: how often a long load logs `load_progress`.
+    pub progress_interval: Duration,
+}
+
+/// `[lease]`: how long a table's lease lives without renewal, and the name a holder gives.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    /// Expiry of a lease not renewed (it is renewed every third of it).
+    pub ttl: Duration,
+    /// This process's host in a lease's holder: `POD_NAME`, else `HOSTNAME`, else `unknown`.
+    pub host: String,
 }
 
 impl Config {
@@ -130,6 +145,23 @@ impl RawConfig {
             }
             tables.push(built);
         }
+        if self.lease.ttl_secs == 0 || self.lease.ttl_secs > 86_400 {
+            return Err(invalid("lease.ttl_secs", "must be between 1 and 86400"));
+        }
+        let host = ["POD_NAME", "HOSTNAME"]
+            .iter()
+            .find_map(|var| env.get(*var).filter(|v| !v.is_empty()))
+            .cloned()
+            .unwrap_or_else(|| "unknown".to_string());
+        let lease = LeaseConfig {
+            ttl: Duration::from_secs(self.lease.ttl_secs),
+            host,
+        };
+        let progress_interval = tables::positive_duration(
+            "logging.progress_interval",
+            self.logging.progress_interval.as_deref(),
+            "30s",
+        )?;
         Ok(Config {
             source,
             redis,
@@ -137,6 +169,8 @@ impl RawConfig {
             schedule,
             schedule_timezone,
             tables,
+            lease,
+            progress_interval,
         })
     }
 }

@@ -27,6 +27,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub(super) daemon: RawDaemon,
     #[serde(default)]
+    pub(super) lease: RawLease,
+    #[serde(default)]
+    pub(super) logging: RawLogging,
+    #[serde(default)]
     pub(super) tables: Vec<RawTable>,
 }
 
@@ -126,6 +130,34 @@ pub(super) struct RawDaemon {
     pub(super) timezone: Option<String>,
 }
 
+/// `[lease]`: the per-table lease that keeps two runs off one table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLease {
+    #[serde(default = "default_lease_ttl")]
+    pub(super) ttl_secs: u64,
+}
+
+impl Default for RawLease {
+    fn default() -> RawLease {
+        RawLease {
+            ttl_secs: default_lease_ttl(),
+        }
+    }
+}
+
+fn default_lease_ttl() -> u64 {
+    60
+}
+
+/// `[logging]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogging {
+    /// Interval of `load_progress` events (a duration such as `"30s"`).
+    pub(super) progress_interval: Option<String>,
+}
+
 /// The names `value_format` accepts; the typed layout ([`crate::encode::ValueFormat`]) is built
 /// from it together with `value_column`, `separator` and `null_string`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -163,6 +195,9 @@ pub(super) struct RawTableOptions {
     pub(super) delete_missing: Option<bool>,
     pub(super) max_keys_per_sec: Option<u64>,
     pub(super) max_skipped_ratio: Option<f64>,
+    pub(super) lease_wait: Option<String>,
+    pub(super) wait_for_partition: Option<String>,
+    pub(super) wait_poll_interval: Option<String>,
 }
 
 impl RawTableOptions {
@@ -187,6 +222,9 @@ impl RawTableOptions {
         "delete_missing",
         "max_keys_per_sec",
         "max_skipped_ratio",
+        "lease_wait",
+        "wait_for_partition",
+        "wait_poll_interval",
     ];
 }
 

@@ -84,6 +84,12 @@ pub struct TableConfig {
     pub timestamp: TimestampEncoding,
     /// Date encoding.
     pub date: DateEncoding,
+    /// How long a run waits for another run's lease on this table before it skips the table.
+    pub lease_wait: Duration,
+    /// How long a run waits for a late newest cold partition (0: not at all).
+    pub wait_for_partition: Duration,
+    /// How often the table is listed again while waiting for a late partition.
+    pub wait_poll_interval: Duration,
 }
 
 impl TableConfig {
@@ -282,8 +288,47 @@ impl TableConfig {
             format,
             timestamp: pick!(timestamp_encoding).unwrap_or(TimestampEncoding::Iso8601),
             date: pick!(date_encoding).unwrap_or(DateEncoding::Iso8601),
+            lease_wait: duration(&at("lease_wait"), pick!(lease_wait).as_deref(), "0s")?,
+            wait_for_partition: duration(
+                &at("wait_for_partition"),
+                pick!(wait_for_partition).as_deref(),
+                "0s",
+            )?,
+            wait_poll_interval: positive_duration(
+                &at("wait_poll_interval"),
+                pick!(wait_poll_interval).as_deref(),
+                "60s",
+            )?,
         })
     }
+}
+
+/// A duration option written like `"90s"`, `"10m"`, `"2h"` (humantime), `default` when absent.
+pub(super) fn duration(
+    option: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or(default);
+    humantime::parse_duration(text).map_err(|err| {
+        invalid(
+            option,
+            format!("{text:?} is not a duration such as \"90s\", \"10m\" or \"2h\" ({err})"),
+        )
+    })
+}
+
+/// [`duration`], refusing zero.
+pub(super) fn positive_duration(
+    option: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let parsed = duration(option, value, default)?;
+    if parsed.is_zero() {
+        return Err(invalid(option, "must be longer than 0s"));
+    }
+    Ok(parsed)
 }
 
 /// Parses a partition format into chrono items, refusing one that does not name exactly one day.
@@ -315,4 +360,93 @@ fn parse_date(items: &[Item<'static>], value: &str) -> Option<NaiveDate> {
     let mut parsed = Parsed::new();
     chrono::format::parse(&mut parsed, value, items.iter()).ok()?;
     parsed.to_naive_date().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use crate::config::Config;
+
+    fn parse(extra: &str, table: &str) -> Result<Config, String> {
+        let text = format!(
+            "[source]\nscheme = \"fs\"\nroot = \"/w\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n{extra}\n\
+             [[tables]]\nname = \"t\"\npath = \"t\"\nkey = \"k:{{id}}\"\nretention_days = 10\n{table}\n"
+        );
+        Config::parse(&text, &HashMap::new()).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn the_operations_options_default_and_parse_durations() {
+        let config = parse("", "").unwrap();
+        let table = &config.tables[0];
+        assert_eq!(table.lease_wait, Duration::ZERO);
+        assert_eq!(table.wait_for_partition, Duration::ZERO);
+        assert_eq!(table.wait_poll_interval, Duration::from_secs(60));
+        assert_eq!(config.lease.ttl, Duration::from_secs(60));
+        assert_eq!(config.lease.host, "unknown");
+        assert_eq!(config.progress_interval, Duration::from_secs(30));
+
+        let defaults = "[defaults]\nlease_wait = \"10m\"\nwait_for_partition = \"2h\"";
+        let extra =
+            format!("[lease]\nttl_secs = 9\n[logging]\nprogress_interval = \"500ms\"\n{defaults}");
+        let config = parse(
+            &extra,
+            "wait_poll_interval = \"90s\"\nlease_wait = \"1m 30s\"",
+        )
+        .unwrap();
+        let table = &config.tables[0];
+        assert_eq!(
+            table.lease_wait,
+            Duration::from_secs(90),
+            "the table's own wins"
+        );
+        assert_eq!(table.wait_for_partition, Duration::from_secs(7200));
+        assert_eq!(table.wait_poll_interval, Duration::from_secs(90));
+        assert_eq!(config.lease.ttl, Duration::from_secs(9));
+        assert_eq!(config.progress_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_durations_are_refused_naming_the_option() {
+        let refused = |extra: &str, table: &str, option: &str| {
+            let err = parse(extra, table).unwrap_err();
+            assert!(err.starts_with(&format!("option {option}: ")), "{err}");
+        };
+        refused("", "lease_wait = \"soon\"", "tables[0] (t).lease_wait");
+        refused(
+            "",
+            "wait_for_partition = \"10\"",
+            "tables[0] (t).wait_for_partition",
+        );
+        refused(
+            "",
+            "wait_poll_interval = \"0s\"",
+            "tables[0] (t).wait_poll_interval",
+        );
+        refused("", "lease_wait = 5", "tables[0] (t).lease_wait");
+        refused("[lease]\nttl_secs = 0", "", "lease.ttl_secs");
+        refused(
+            "[logging]\nprogress_interval = \"0s\"",
+            "",
+            "logging.progress_interval",
+        );
+    }
+
+    #[test]
+    fn the_holder_host_is_the_pod_name_then_the_host_name() {
+        let text = "[source]\nscheme = \"fs\"\nroot = \"/w\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n\
+                    [[tables]]\nname = \"t\"\npath = \"t\"\nkey = \"k:{id}\"\nretention_days = 10\n";
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let host = |pairs| Config::parse(text, &env(pairs)).unwrap().lease.host;
+        assert_eq!(host(&[("HOSTNAME", "h"), ("POD_NAME", "pod-1")]), "pod-1");
+        assert_eq!(host(&[("HOSTNAME", "h")]), "h");
+        assert_eq!(host(&[("HOSTNAME", ""), ("POD_NAME", "")]), "unknown");
+    }
 }

@@ -5,7 +5,9 @@
 //! Each of those holds one [`Counters`] as `#[serde(flatten)]`, so their JSON stays flat
 //! (`"rows": 4`, never `"counters": {...}`), and derefs to it, so `summary.rows` and
 //! `entry.keys` read as fields. A new counter is added here once, with `#[serde(default)]` so the
-//! ledger entries written before it still parse.
+//! ledger entries written before it still parse. Log events show the counters as fields through
+//! one macro, [`counters_event!`](crate::counters_event), so no event lists them by hand and a
+//! new counter reaches every event that carries the others.
 
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +61,39 @@ impl Counters {
     }
 }
 
+/// Logs a tracing event with every counter of a [`Counters`] as a field, after the caller's
+/// fields: `counters_event!(info, target: T, counters, "message", event = "x", table = %t)`. The
+/// destructuring has no `..`, so a counter added to the struct must be added here, and then
+/// reaches every event that carries the others.
+#[macro_export]
+macro_rules! counters_event {
+    ($level:ident, target: $target:expr, $counters:expr, $message:literal, $($field:tt)+) => {{
+        let $crate::run::Counters {
+            files,
+            rows,
+            keys,
+            skipped_null_keys,
+            kept_newer,
+            deleted_empty_keys,
+            bytes,
+            payload_bytes,
+        } = $counters;
+        ::tracing::$level!(
+            target: $target,
+            $($field)+,
+            files,
+            rows,
+            keys,
+            skipped_null_keys,
+            kept_newer,
+            deleted_empty_keys,
+            bytes,
+            payload_bytes,
+            $message
+        )
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +129,50 @@ mod tests {
                 payload_bytes: 1128,
             }
         );
+    }
+
+    #[test]
+    fn the_event_macro_logs_exactly_the_serialized_counters() {
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            crate::counters_event!(info, target: "t", sample(0), "done", event = "x", table = "a");
+        });
+        let line: serde_json::Value =
+            serde_json::from_slice(&log.0.lock().unwrap()).expect("one JSON line");
+        let serde_json::Value::Object(counters) = serde_json::to_value(sample(0)).unwrap() else {
+            panic!("counters serialize to an object");
+        };
+        for (name, value) in &counters {
+            assert_eq!(&line[name], value, "{name} in {line}");
+        }
+        let logged: std::collections::BTreeSet<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected: std::collections::BTreeSet<&str> =
+            counters.keys().map(String::as_str).collect();
+        expected.extend(["timestamp", "level", "target", "message", "event", "table"]);
+        assert_eq!(logged, expected);
+        assert_eq!(line["message"], "done");
     }
 
     #[test]

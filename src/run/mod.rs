@@ -8,9 +8,12 @@
 //! - [`calendar`]: business days, the start of a day, partition expiries.
 //! - [`watermark`]: what the ledger forgets and the new watermark (pure).
 //! - [`retry`]: the cancellable retry helper (attempts and a time budget).
-//! - `table`: one table's run (plan, load each partition with retries, record).
+//! - `table`: one table's run (lease, plan, load each partition with retries, record).
 //! - `restarts`: what a Redis restart costs a run: a table planned again, a table run again,
 //!   a record on another server than the data withdrawn.
+//! - `wait`: waiting for a late newest cold partition.
+//! - [`progress`]: `load_progress` events (or a progress bar) during a long load.
+//! - [`shard`]: `--shard I/N`, the dates of one shard.
 //! - [`report`]: `plan`, `status` and `check --connect`.
 
 use std::collections::BTreeMap;
@@ -36,15 +39,19 @@ use restarts::TableRun;
 pub mod calendar;
 pub mod counters;
 pub mod outcome;
+pub mod progress;
 pub mod report;
 mod restarts;
 pub mod retry;
+pub mod shard;
 mod table;
+mod wait;
 pub mod watermark;
 
 pub use calendar::{partition_expiry, start_of_day_ms, today_in};
 pub use counters::Counters;
 pub use outcome::{exit_code, CommandOutcome, ExitCode, RunSummary, TableOutcome, TableStatus};
+pub use shard::Shard;
 
 /// The `target` of the run's log events: `coldsync::run`, the module they came from before the
 /// run was split into submodules, so that log lines (and `RUST_LOG`/pipeline filters on the
@@ -62,6 +69,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Load only this date range.
     pub backfill: Option<Backfill>,
+    /// Load only the dates of this shard (holding a shard lease instead of the exclusive one).
+    pub shard: Option<Shard>,
 }
 
 /// A backfill range.
@@ -206,7 +215,8 @@ impl Engine {
             tables = tables.len(),
             dry_run = options.dry_run,
             backfill = options.backfill.is_some(),
-            as_of = ?options.as_of,
+            as_of = options.as_of.map(tracing::field::display),
+            shard = options.shard.map(tracing::field::display),
             redis = %self.config.redis.masked_url(),
             source = %self.config.source.scheme,
             "run started"
@@ -231,6 +241,7 @@ impl Engine {
         let mut summary = RunSummary {
             run_id: run_id.clone(),
             dry_run: options.dry_run,
+            shard: options.shard.map(|shard| shard.to_string()),
             ..RunSummary::default()
         };
         let mut finished = Vec::with_capacity(tables.len());

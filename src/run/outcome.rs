@@ -1,6 +1,7 @@
-//! What a run came to: each table's [`TableOutcome`] (with its [`TableStatus`]), the
-//! [`RunSummary`] (the `run_finished` event and `run --json`), and the process [`ExitCode`].
-//! [`ExitCode::of`] is the one place that maps how a command ended to its exit code.
+//! What a run came to: each table's [`TableOutcome`] (with its [`TableStatus`]; the
+//! `table_finished` event), the [`RunSummary`] (the `run_finished` event and `run --json`), and
+//! the process [`ExitCode`]. [`ExitCode::of`] is the one place that maps how a command ended to
+//! its exit code.
 
 use std::ops::Deref;
 
@@ -10,24 +11,28 @@ use serde::Serialize;
 use super::{Counters, StartError, LOG_TARGET};
 
 /// How a table's run ended. Ordered from best to worst: a table's status only ever worsens.
+/// The order is the exit codes' precedence: failed (3) > lease held (5) > late (4) > ok (0).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum TableStatus {
     /// Everything due was loaded.
     #[default]
     Ok,
     /// Nothing failed, but the newest cold partition is missing or incomplete.
     Late,
-    /// A partition, the listing or the ledger failed.
+    /// Another run held the table's lease until `lease_wait` ran out: the table was skipped.
+    LeaseHeld,
+    /// A partition, the listing or the ledger failed (or the lease was lost while loading).
     Failed,
 }
 
 impl TableStatus {
-    /// The status as in logs and JSON: `ok`, `late`, `failed`.
+    /// The status as in logs and JSON: `ok`, `late`, `lease_held`, `failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             TableStatus::Ok => "ok",
             TableStatus::Late => "late",
+            TableStatus::LeaseHeld => "lease_held",
             TableStatus::Failed => "failed",
         }
     }
@@ -58,6 +63,8 @@ pub enum ExitCode {
     Failed = 3,
     /// Everything that could load loaded, but a table's newest cold partition is missing.
     Late = 4,
+    /// Nothing failed, but another run held a table's lease: that table was skipped.
+    LeaseHeld = 5,
 }
 
 /// The exit codes by their old constant names (`exit_code::OK`).
@@ -74,6 +81,8 @@ pub mod exit_code {
     pub const FAILED: ExitCode = ExitCode::Failed;
     /// Everything that could load loaded, but a table's newest cold partition is missing.
     pub const LATE: ExitCode = ExitCode::Late;
+    /// Nothing failed, but another run held a table's lease: that table was skipped.
+    pub const LEASE_HELD: ExitCode = ExitCode::LeaseHeld;
 }
 
 /// How a command ended, as far as its exit code goes.
@@ -112,6 +121,7 @@ impl ExitCode {
                 match worst {
                     _ if cancelled => ExitCode::Failed,
                     Some(TableStatus::Failed) => ExitCode::Failed,
+                    Some(TableStatus::LeaseHeld) => ExitCode::LeaseHeld,
                     Some(TableStatus::Late) => ExitCode::Late,
                     Some(TableStatus::Ok) | None => ExitCode::Ok,
                 }
@@ -141,6 +151,7 @@ impl ExitCode {
             ExitCode::Config,
             ExitCode::Failed,
             ExitCode::Late,
+            ExitCode::LeaseHeld,
         ]
         .into_iter()
         .find(|exit| exit.code() == code)
@@ -182,10 +193,15 @@ pub struct TableOutcome {
     /// Watermark after the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watermark: Option<NaiveDate>,
+    /// Days the watermark is behind `today - hot_days` (absent without a watermark).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark_lag_days: Option<i64>,
+    /// How long the run waited for the table's lease.
+    pub lease_wait_ms: u64,
     /// What the partitions loaded in this run read and wrote.
     #[serde(flatten)]
     pub counters: Counters,
-    /// A table-level error (listing, ledger).
+    /// A table-level error (listing, ledger, lease).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -202,6 +218,28 @@ impl TableOutcome {
     /// Worsens the status to `status` (a failed table stays failed when it is also late).
     pub fn worsen(&mut self, status: TableStatus) {
         self.status = self.status.max(status);
+    }
+
+    /// Logs the `table_finished` event: one per table, every field a plain value.
+    pub fn log_finished(&self, run_id: &str, shard: Option<&str>) {
+        crate::counters_event!(
+            info,
+            target: LOG_TARGET,
+            self.counters,
+            "table finished",
+            event = "table_finished",
+            run_id = %run_id,
+            table = %self.table,
+            status = self.status.as_str(),
+            shard,
+            partitions_loaded = self.partitions_loaded,
+            partitions_failed = self.partitions_failed,
+            late = self.late.map(tracing::field::display),
+            watermark = self.watermark.map(tracing::field::display),
+            watermark_lag_days = self.watermark_lag_days,
+            lease_wait_ms = self.lease_wait_ms,
+            error = self.error.as_deref()
+        );
     }
 }
 
@@ -229,6 +267,9 @@ pub struct RunSummary {
     pub partitions_failed: u64,
     /// Tables with a late partition.
     pub partitions_late: u64,
+    /// The shard of the dates this run took (`I/N`), when it was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// What every partition loaded in the run read and wrote.
     #[serde(flatten)]
     pub counters: Counters,
@@ -263,21 +304,13 @@ impl RunSummary {
         self.exit_code = exit.code();
     }
 
-    /// Logs the `run_finished` event.
+    /// Logs the `run_finished` event (the tables have their own `table_finished` events).
     pub fn log_finished(&self) {
-        let tables_json = serde_json::to_string(&self.tables).expect("outcomes serialize");
-        let Counters {
-            files,
-            rows,
-            keys,
-            skipped_null_keys,
-            kept_newer,
-            deleted_empty_keys,
-            bytes,
-            payload_bytes,
-        } = self.counters;
-        tracing::info!(
+        crate::counters_event!(
+            info,
             target: LOG_TARGET,
+            self.counters,
+            "run finished",
             event = "run_finished",
             run_id = %self.run_id,
             exit_code = self.exit_code,
@@ -285,17 +318,8 @@ impl RunSummary {
             partitions_loaded = self.partitions_loaded,
             partitions_failed = self.partitions_failed,
             partitions_late = self.partitions_late,
-            files,
-            rows,
-            keys,
-            skipped_null_keys,
-            kept_newer,
-            deleted_empty_keys,
-            bytes,
-            payload_bytes,
-            dry_run = self.dry_run,
-            tables = %tables_json,
-            "run finished"
+            shard = self.shard.as_deref(),
+            dry_run = self.dry_run
         );
     }
 }
@@ -335,6 +359,8 @@ mod tests {
         assert_eq!(run_exit(&[Ok, Ok], false), ExitCode::Ok);
         assert_eq!(run_exit(&[Ok, Late], false), ExitCode::Late);
         assert_eq!(run_exit(&[Failed, Late, Ok], false), ExitCode::Failed);
+        assert_eq!(run_exit(&[Late, LeaseHeld, Ok], false), ExitCode::LeaseHeld);
+        assert_eq!(run_exit(&[LeaseHeld, Failed], false), ExitCode::Failed);
         assert_eq!(run_exit(&[Ok], true), ExitCode::Failed, "cancelled");
         assert_eq!(run_exit(&[], true), ExitCode::Failed, "cancelled");
     }
@@ -363,13 +389,15 @@ mod tests {
             (exit_code::CONFIG, 2),
             (exit_code::FAILED, 3),
             (exit_code::LATE, 4),
+            (exit_code::LEASE_HELD, 5),
         ];
         for (exit, code) in all {
             assert_eq!(exit, code);
             assert_eq!(code, exit);
             assert_eq!(ExitCode::from_code(code), Some(exit));
         }
-        assert_eq!(ExitCode::from_code(5), None);
+        // Was `from_code(5)`: 5 is the lease's code now (issue 7).
+        assert_eq!(ExitCode::from_code(6), None);
     }
 
     #[test]
@@ -380,7 +408,12 @@ mod tests {
         outcome.worsen(TableStatus::Late);
         assert_eq!(outcome.status, TableStatus::Failed);
         assert_eq!("failed", outcome.status);
-        for status in [TableStatus::Ok, TableStatus::Late, TableStatus::Failed] {
+        for status in [
+            TableStatus::Ok,
+            TableStatus::Late,
+            TableStatus::LeaseHeld,
+            TableStatus::Failed,
+        ] {
             assert_eq!(
                 serde_json::to_value(status).unwrap(),
                 serde_json::json!(status.as_str())

@@ -276,8 +276,10 @@ pub struct LedgerStatus {
     pub error: Option<String>,
 }
 
-/// Text form of a plan, one line per partition.
+/// Text form of a plan, one line per partition; sizes in binary units (`1.43 MiB`), counts with
+/// thousands separators (`plan --json` keeps plain bytes and counts).
 pub fn format_plan(report: &PlanReport) -> String {
+    use indicatif::{HumanBytes, HumanCount};
     let mut out = String::new();
     for table in &report.tables {
         out.push_str(&format!("table {}", table.table));
@@ -291,16 +293,17 @@ pub fn format_plan(report: &PlanReport) -> String {
         }
         out.push_str("  date        state       files        bytes         rows     est_keys   est_memory  note\n");
         for p in &table.partitions {
-            let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+            let count = |v: Option<u64>| v.map_or("-".to_string(), |v| HumanCount(v).to_string());
+            let size = |v: Option<u64>| v.map_or("-".to_string(), |v| HumanBytes(v).to_string());
             out.push_str(&format!(
                 "  {}  {:<10} {:>6} {:>12} {:>12} {:>12} {:>12}  {}\n",
                 p.date,
                 p.state.as_str(),
                 p.files,
-                p.bytes,
-                opt(p.rows),
-                opt(p.est_keys),
-                opt(p.est_memory_bytes),
+                size(Some(p.bytes)),
+                count(p.rows),
+                count(p.est_keys),
+                size(p.est_memory_bytes),
                 p.note.as_deref().unwrap_or("")
             ));
         }
@@ -309,12 +312,53 @@ pub fn format_plan(report: &PlanReport) -> String {
         }
     }
     out.push_str(&format!(
-        "estimated redis memory to write: {} bytes",
-        report.est_memory_bytes
+        "estimated redis memory to write: {}",
+        HumanBytes(report.est_memory_bytes)
     ));
     if let Some(free) = report.redis_free_bytes {
-        out.push_str(&format!(" (redis free: {free} bytes)"));
+        out.push_str(&format!(" (redis free: {})", HumanBytes(free)));
     }
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_plan_shows_sizes_in_human_units() {
+        let report = PlanReport {
+            tables: vec![TableReport {
+                table: "orders".into(),
+                today: NaiveDate::from_ymd_opt(2026, 11, 22),
+                late: None,
+                partitions: vec![PlanLine {
+                    date: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+                    state: PartitionState::Pending,
+                    files: 2,
+                    bytes: 1_500_000,
+                    rows: Some(1_234_567),
+                    est_keys: Some(1_234_567),
+                    est_memory_bytes: Some(3 * 1024 * 1024 * 1024),
+                    note: None,
+                }],
+                error: None,
+            }],
+            est_memory_bytes: 3 * 1024 * 1024 * 1024,
+            redis_free_bytes: Some(512 * 1024),
+        };
+        let text = format_plan(&report);
+        assert!(text.contains("1.43 MiB"), "{text}");
+        assert!(text.contains("1,234,567"), "{text}");
+        assert!(text.contains("3.00 GiB"), "{text}");
+        assert!(
+            text.ends_with("estimated redis memory to write: 3.00 GiB (redis free: 512.00 KiB)\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("1500000") && !text.contains("3221225472"),
+            "{text}"
+        );
+    }
 }

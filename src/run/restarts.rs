@@ -10,7 +10,10 @@
 //!   that acknowledged its data ([`Engine::record_loaded`]); otherwise the entry is withdrawn and
 //!   the partition reloaded by the next pass;
 //! - the watermark moves with each record, computed by [`ledger_update`] from what the ledger
-//!   holds, and is set again from the fresh ledger when a pass follows a restart.
+//!   holds, and is set again from the fresh ledger when a pass follows a restart;
+//! - the table's lease may be gone with the rest: it is taken again on the restarted server
+//!   before anything more is written (see [`crate::lease`]), and a record refused for want of it
+//!   by another server than the lease was held on is a restart, not a lost lease.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +27,7 @@ use super::{
 };
 use crate::config::TableConfig;
 use crate::error::{PartitionError, RedisError};
+use crate::lease::{Lease, LeasedRecord};
 use crate::ledger::{LedgerEntry, Watermarks};
 use crate::plan::TablePlan;
 use crate::redis::control::ServerRunId;
@@ -123,10 +127,12 @@ pub(super) struct Written<'a> {
 
 impl Engine {
     /// Records a fully written partition with the watermark it moves to (see the module doc),
-    /// and checks that the server holding the entry is the one that holds the data.
+    /// while `lease` is held, and checks that the server holding the entry is the one that holds
+    /// the data.
     pub(super) async fn record_loaded(
         &self,
         written: Written<'_>,
+        lease: &Lease,
         plan: &TablePlan,
         entries: &BTreeMap<NaiveDate, LedgerEntry>,
         loaded_now: &[NaiveDate],
@@ -154,25 +160,29 @@ impl Engine {
             with: ledger_update(table.mode, plan, entries, &with).watermark,
             without: ledger_update(table.mode, plan, &without_entry, loaded_now).watermark,
         };
-        let recorded = self
-            .ledger
-            .record(&table.name, date, &entry, watermarks)
-            .await?;
+        let recorded = match lease
+            .record(&self.ledger, date, &entry, Some(watermarks))
+            .await?
+        {
+            LeasedRecord::Recorded(recorded) => recorded,
+            LeasedRecord::LeaseLost => {
+                return Err(PartitionError::LeaseLost {
+                    table: table.name.clone(),
+                })
+            }
+            LeasedRecord::ServerChanged(ledger_server) => {
+                // Nothing recorded: the next pass takes the lease again and reloads it.
+                log_withdrawn(table, date, &server, &ledger_server);
+                return Ok(Landed::Withdrawn);
+            }
+        };
         if recorded.server == server {
             return Ok(Landed::Recorded(stats));
         }
         // The data went to `server` (or to the one it restarted into), the entry elsewhere: the
         // data may be missing where the entry says it is.
         let withdrawn = self.ledger.withdraw(&table.name, &recorded).await;
-        tracing::warn!(
-            target: LOG_TARGET,
-            event = "partition_withdrawn",
-            table = %table.name,
-            date = %date,
-            data_run_id = %server,
-            ledger_run_id = %recorded.server,
-            "redis restarted between the partition's writes and its record: reloading it"
-        );
+        log_withdrawn(table, date, &server, &recorded.server);
         withdrawn.map_err(|source| RedisError::Record {
             table: table.name.clone(),
             date: date.to_string(),
@@ -180,18 +190,6 @@ impl Engine {
             source: Box::new(source),
         })?;
         Ok(Landed::Withdrawn)
-    }
-
-    /// After a restart, the watermark of `table` from the fresh ledger (the last record may
-    /// have moved it on the stale plan's word).
-    pub(super) async fn reset_watermark(
-        &self,
-        table: &TableConfig,
-        plan: &TablePlan,
-        entries: &BTreeMap<NaiveDate, LedgerEntry>,
-    ) -> Result<(), RedisError> {
-        let watermark = ledger_update(table.mode, plan, entries, &[]).watermark;
-        self.ledger.set_watermark(&table.name, watermark).await
     }
 
     /// Runs again every table that finished before a restart detected later in the run (its
@@ -230,6 +228,19 @@ impl Engine {
                 .await;
         }
     }
+}
+
+/// Logs `partition_withdrawn`: the data went to `data`, the record to `ledger`.
+fn log_withdrawn(table: &TableConfig, date: NaiveDate, data: &ServerRunId, ledger: &ServerRunId) {
+    tracing::warn!(
+        target: LOG_TARGET,
+        event = "partition_withdrawn",
+        table = %table.name,
+        date = %date,
+        data_run_id = %data,
+        ledger_run_id = %ledger,
+        "redis restarted between the partition's writes and its record: reloading it"
+    );
 }
 
 /// Fails a table whose Redis restarted again after `passes` passes of it.

@@ -1,10 +1,12 @@
-//! One table's run: plan it, load each partition that needs it (with retries, in a span naming
-//! the partition), record each in the ledger once fully acknowledged (moving the watermark), then
-//! forget what expired, update the watermark and report a late partition. After a Redis restart,
-//! the table is planned again and what the restart lost is loaded again (see [`super::restarts`]).
+//! One table's run: take the table's lease, plan it, load each partition that needs it (with
+//! retries, in a span naming the partition), record each in the ledger once fully acknowledged
+//! (only while the lease is held, moving the watermark), wait for a late partition if the table
+//! says so, then forget what expired, update the watermark, release the lease and log
+//! `table_finished`. After a Redis restart, the table is planned again and what the restart lost
+//! is loaded again (see [`super::restarts`]).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
@@ -14,11 +16,12 @@ use super::restarts::{restarted_too_often, Landed, TableRun, Written, MAX_TABLE_
 use super::retry::{retry_classified, Cancelled, RetryPolicy, Retryable};
 use super::watermark::ledger_update;
 use super::{
-    partition_expiry, Counters, Engine, RunOptions, TableOutcome, TableStatus, LOG_TARGET,
+    partition_expiry, progress, Counters, Engine, RunOptions, TableOutcome, TableStatus, LOG_TARGET,
 };
 use crate::config::{LoadMode, TableConfig};
 use crate::encode::ValueFormat;
 use crate::error::{PartitionError, RedisError};
+use crate::lease::{Acquired, Lease, LeaseHolder, LeaseKind, WatermarkSet};
 use crate::ledger::LedgerEntry;
 use crate::listing::TableListing;
 use crate::load::{check_skipped_keys, prepare, send_partition, RowCommand};
@@ -39,15 +42,45 @@ struct PartitionJob<'a> {
     /// Dates recorded in this pass so far (the watermark moves with them).
     loaded_now: &'a [NaiveDate],
     date: NaiveDate,
-    /// Older than the newest loaded partition: write with the version guard.
+    /// Older than the newest loaded partition, or a shard's: write with the version guard.
     guarded: bool,
     limiter: &'a RateLimiter,
+    /// The table's lease: the partition is recorded only while it is held.
+    lease: &'a Lease,
+}
+
+/// What every step of one table's run shares.
+pub(super) struct TableContext<'a> {
+    pub(super) table: &'a TableConfig,
+    pub(super) options: &'a RunOptions,
+    pub(super) run_id: &'a str,
+    /// Fires on shutdown, and when the lease is lost.
+    pub(super) cancel: &'a CancellationToken,
+    /// `None` in a dry run (which writes nothing).
+    pub(super) lease: Option<&'a Lease>,
+    pub(super) limiter: RateLimiter,
+}
+
+/// What the partitions loaded so far in a pass of a table's run changed.
+#[derive(Default)]
+pub(super) struct Loaded {
+    /// The newest date in the ledger (guards loads of older dates).
+    newest: Option<NaiveDate>,
+    /// The dates loaded (and recorded) in this pass.
+    dates: Vec<NaiveDate>,
 }
 
 impl From<Cancelled> for PartitionError {
     fn from(_: Cancelled) -> PartitionError {
         PartitionError::Cancelled
     }
+}
+
+/// Times the watermark is computed again when other shards record meanwhile.
+const WATERMARK_ATTEMPTS: usize = 16;
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Engine {
@@ -63,21 +96,111 @@ impl Engine {
         run: &mut TableRun,
     ) -> TableOutcome {
         let mut outcome = TableOutcome::new(&table.name);
+        let shard = options.shard.map(|s| s.to_string());
+        let lease = if options.dry_run {
+            None
+        } else {
+            let kind = options.shard.map_or(LeaseKind::Exclusive, LeaseKind::Shard);
+            let holder = LeaseHolder::new(run_id, &self.config.lease.host);
+            let (ttl, wait) = (self.config.lease.ttl, table.lease_wait);
+            let acquired =
+                Lease::acquire(&self.ledger, &table.name, kind, &holder, ttl, wait, cancel).await;
+            match acquired {
+                Ok(Acquired::Held(lease, waited)) => {
+                    outcome.lease_wait_ms = millis(waited);
+                    Some(lease)
+                }
+                Ok(Acquired::Busy(holder, waited)) => {
+                    outcome.lease_wait_ms = millis(waited);
+                    log_lease_held(table, &holder, waited);
+                    run.count_into(&mut outcome);
+                    outcome.worsen(TableStatus::LeaseHeld);
+                    outcome.error = Some(format!(
+                        "lease held by run {} on {} since {}",
+                        holder.run_id, holder.host, holder.since
+                    ));
+                    outcome.log_finished(run_id, shard.as_deref());
+                    return outcome;
+                }
+                Ok(Acquired::Cancelled) => {
+                    run.count_into(&mut outcome);
+                    outcome.error = Some("shutdown while waiting for the lease".to_string());
+                    outcome.log_finished(run_id, shard.as_deref());
+                    return outcome;
+                }
+                Err(err) => {
+                    run.count_into(&mut outcome);
+                    table_failed(&mut outcome, &err, "cannot take the table's lease");
+                    outcome.log_finished(run_id, shard.as_deref());
+                    return outcome;
+                }
+            }
+        };
+        // Cancelled on shutdown, or when the lease is lost (by its renewal, or a record).
+        let work = cancel.child_token();
+        if let Some(lease) = &lease {
+            lease.keep_renewed(work.clone());
+        }
+        let limits = self
+            .global_limit
+            .iter()
+            .cloned()
+            .chain(table.max_keys_per_sec.map(RateLimit::new))
+            .collect();
+        let context = TableContext {
+            table,
+            options,
+            run_id,
+            cancel: &work,
+            lease: lease.as_ref(),
+            limiter: RateLimiter::new(limits),
+        };
+        self.run_planned_table(&context, run, &mut outcome).await;
+        if let Some(lease) = lease {
+            if let Some(reason) = lease.lost_reason() {
+                outcome.worsen(TableStatus::Failed);
+                outcome
+                    .error
+                    .get_or_insert(format!("lease lost while loading: {reason}"));
+            }
+            if let Err(err) = lease.release().await {
+                tracing::warn!(
+                    target: LOG_TARGET,
+                    event = "lease_release_failed",
+                    table = %table.name,
+                    error = %err,
+                    "cannot release the table's lease: it expires by itself after [lease] ttl_secs"
+                );
+            }
+        }
+        outcome.log_finished(run_id, shard.as_deref());
+        outcome
+    }
+
+    /// Plans the table, loads what needs it, waits for a late partition, updates the ledger;
+    /// plans it again (a new pass) when Redis restarted meanwhile.
+    async fn run_planned_table(
+        &self,
+        context: &TableContext<'_>,
+        run: &mut TableRun,
+        outcome: &mut TableOutcome,
+    ) {
+        let (table, options) = (context.table, context.options);
         let control = self.ledger.control();
         loop {
             let first_pass = run.passes == 0;
             let (listing, entries, plan) = match self.plan_table(table, options.as_of).await {
                 Ok(planned) => planned,
                 Err(err) => {
-                    table_failed(&mut outcome, &err, "table failed");
-                    run.count_into(&mut outcome);
-                    return outcome;
+                    table_failed(outcome, &err, "table failed");
+                    run.count_into(outcome);
+                    return;
                 }
             };
             run.start_pass(&entries, control.restarts());
             if first_pass {
                 log_plan_findings(table, &plan);
-            } else if !options.dry_run {
+            } else if let Some(lease) = context.lease {
                 tracing::info!(
                     target: LOG_TARGET,
                     event = "table_replanned",
@@ -86,102 +209,162 @@ impl Engine {
                     recorded = entries.len(),
                     "table planned again after a redis restart"
                 );
-                if let Err(err) = self.reset_watermark(table, &plan, &entries).await {
-                    table_failed(&mut outcome, &err, "ledger update failed");
-                    run.count_into(&mut outcome);
-                    return outcome;
+                if let Err(err) = self.after_restart(table, &plan, lease, outcome).await {
+                    table_failed(outcome, &err, "ledger update failed");
+                    run.count_into(outcome);
+                    return;
                 }
             }
-            let planned = match options.backfill {
+            let mut dates = match options.backfill {
                 Some(b) => plan.dates_to_backfill(b.from, b.to, b.force),
                 None => plan.dates_to_load(),
             };
-            let dates = run.to_load(planned, &entries, run_id);
-            let mut newest_loaded = entries.keys().next_back().copied();
-            let limits = self
-                .global_limit
-                .iter()
-                .cloned()
-                .chain(table.max_keys_per_sec.map(RateLimit::new))
-                .collect();
-            let limiter = RateLimiter::new(limits);
-            let mut loaded_now = Vec::new();
+            if let Some(shard) = options.shard {
+                dates.retain(|date| shard.includes(*date));
+            }
+            let dates = run.to_load(dates, &entries, context.run_id);
+            let mut loaded = Loaded {
+                newest: entries.keys().next_back().copied(),
+                dates: Vec::new(),
+            };
             for date in dates {
-                if cancel.is_cancelled() || control.restarts() != run.restarts_seen {
+                if context.cancel.is_cancelled() || control.restarts() != run.restarts_seen {
                     break;
                 }
-                let partition = &listing.partitions[&date];
-                let state = plan.partition(date).map_or("", |p| p.state.as_str());
-                let span = tracing::info_span!("partition", table = %table.name, date = %date);
-                if options.dry_run {
-                    span.in_scope(|| {
-                        tracing::info!(
-                            target: LOG_TARGET,
-                            event = "partition_planned",
-                            table = %table.name,
-                            date = %date,
-                            state,
-                            files = partition.files.len(),
-                            bytes = partition.bytes(),
-                            "partition would be loaded"
-                        )
-                    });
-                    continue;
-                }
-                let job = PartitionJob {
-                    table,
-                    listing: &listing,
-                    entries: &entries,
-                    plan: &plan,
-                    loaded_now: &loaded_now,
-                    date,
-                    guarded: newest_loaded.is_some_and(|newest| date < newest),
-                    limiter: &limiter,
-                };
-                let landed = self
-                    .load_and_record(job, state, run_id, cancel)
-                    .instrument(span)
+                let planned = (&listing, &entries, &plan);
+                self.load_date(context, planned, date, &mut loaded, run)
                     .await;
-                match landed {
-                    Ok(Landed::Recorded(stats)) => {
-                        newest_loaded = Some(newest_loaded.map_or(date, |n| n.max(date)));
-                        loaded_now.push(date);
-                        run.mark_loaded(date, stats);
-                    }
-                    Ok(Landed::Withdrawn) => {}
-                    Err(_) => {
-                        run.mark_failed(date);
-                    }
-                }
             }
             let restarted = control.restarts() != run.restarts_seen;
-            if restarted && !cancel.is_cancelled() && !options.dry_run {
+            if restarted && !context.cancel.is_cancelled() && !options.dry_run {
                 if run.passes < MAX_TABLE_PASSES {
                     continue;
                 }
-                restarted_too_often(&mut outcome, run.passes);
+                restarted_too_often(outcome, run.passes);
             }
-            if !options.dry_run {
-                if let Err(err) = self
-                    .update_ledger(table, &plan, &entries, &loaded_now, &mut outcome)
-                    .await
-                {
-                    table_failed(&mut outcome, &err, "ledger update failed");
-                }
-            }
-            if let Some(late) = plan.late {
-                log_partition_late(table, &plan, late);
-                outcome.late = Some(late);
-                outcome.worsen(TableStatus::Late);
-            }
-            run.count_into(&mut outcome);
-            return outcome;
+            self.finish_pass(context, plan, loaded, run, outcome).await;
+            return;
         }
     }
 
-    /// Loads a partition (with retries) and records it in the ledger; logs `partition_loaded`
-    /// or `partition_failed`. A partition reported failed has no ledger entry (see
-    /// [`crate::ledger::Ledger::record`]).
+    /// The end of a table's last pass: waits for a late partition (a shard only for one in its
+    /// share), updates the ledger while the lease is held, reports a late partition.
+    async fn finish_pass(
+        &self,
+        context: &TableContext<'_>,
+        plan: TablePlan,
+        mut loaded: Loaded,
+        run: &mut TableRun,
+        outcome: &mut TableOutcome,
+    ) {
+        let (table, options) = (context.table, context.options);
+        let mut late = plan
+            .late
+            .filter(|date| options.shard.is_none_or(|shard| shard.includes(*date)));
+        let (mut plan, mut waited) = (plan, Duration::ZERO);
+        if let Some(date) = late.filter(|date| self.waits_for(context, *date)) {
+            let wait = self
+                .wait_for_late(context, plan, date, &mut loaded, run)
+                .await;
+            (late, plan, waited) = (wait.late, wait.plan, wait.waited);
+        }
+        if let Some(lease) = context.lease.filter(|lease| !lease.is_lost()) {
+            let updated = self.update_ledger(table, &plan, lease, &loaded.dates, outcome);
+            if let Err(err) = updated.await {
+                table_failed(outcome, &err, "ledger update failed");
+            }
+        }
+        outcome.watermark_lag_days = outcome
+            .watermark
+            .map(|watermark| (plan.newest_cold - watermark).num_days());
+        if let Some(late) = late {
+            log_partition_late(table, &plan, late, waited);
+            outcome.late = Some(late);
+            outcome.worsen(TableStatus::Late);
+        }
+        run.count_into(outcome);
+    }
+
+    /// At the start of a pass after a Redis restart: takes the lease again on the restarted
+    /// server (the restart may have lost it), then sets the watermark from the fresh ledger (the
+    /// last record may have moved it on the stale plan's word).
+    async fn after_restart(
+        &self,
+        table: &TableConfig,
+        plan: &TablePlan,
+        lease: &Lease,
+        outcome: &mut TableOutcome,
+    ) -> Result<(), RedisError> {
+        let server = self.ledger.control().server().await?;
+        if !lease.ensure_on(&server).await? {
+            // Lost (logged, the work cancelled): the pass loads nothing.
+            return Ok(());
+        }
+        self.update_ledger(table, plan, lease, &[], outcome).await
+    }
+
+    /// Loads one planned date (or, in a dry run, logs that it would) and counts it in `run`.
+    pub(super) async fn load_date(
+        &self,
+        context: &TableContext<'_>,
+        (listing, entries, plan): (&TableListing, &BTreeMap<NaiveDate, LedgerEntry>, &TablePlan),
+        date: NaiveDate,
+        loaded: &mut Loaded,
+        run: &mut TableRun,
+    ) {
+        let table = context.table;
+        let partition = &listing.partitions[&date];
+        let state = plan.partition(date).map_or("", |p| p.state.as_str());
+        let span = tracing::info_span!("partition", table = %table.name, date = %date);
+        if context.options.dry_run {
+            span.in_scope(|| {
+                tracing::info!(
+                    target: LOG_TARGET,
+                    event = "partition_planned",
+                    table = %table.name,
+                    date = %date,
+                    state,
+                    files = partition.files.len(),
+                    bytes = partition.bytes(),
+                    "partition would be loaded"
+                )
+            });
+            return;
+        }
+        let job = PartitionJob {
+            table,
+            listing,
+            entries,
+            plan,
+            loaded_now: &loaded.dates,
+            date,
+            // Shards load beside each other: a newer date may land at any moment, so every
+            // write of a shard goes through the version guard (latest wins in any order).
+            guarded: context.options.shard.is_some()
+                || loaded.newest.is_some_and(|newest| date < newest),
+            limiter: &context.limiter,
+            lease: context
+                .lease
+                .expect("a run that writes holds the table's lease"),
+        };
+        let landed = self
+            .load_and_record(job, state, context.run_id, context.cancel)
+            .instrument(span)
+            .await;
+        match landed {
+            Ok(Landed::Recorded(stats)) => {
+                loaded.newest = Some(loaded.newest.map_or(date, |n| n.max(date)));
+                loaded.dates.push(date);
+                run.mark_loaded(date, stats);
+            }
+            Ok(Landed::Withdrawn) => {}
+            Err(_) => run.mark_failed(date),
+        }
+    }
+
+    /// Loads a partition (with retries) and records it in the ledger if the lease is still
+    /// held; logs `partition_loaded` or `partition_failed`. A partition reported failed has no
+    /// ledger entry (see [`crate::ledger::Ledger::record`]).
     async fn load_and_record(
         &self,
         job: PartitionJob<'_>,
@@ -201,10 +384,18 @@ impl Engine {
                 server,
                 run_id,
             };
-            self.record_loaded(written, job.plan, job.entries, job.loaded_now)
+            self.record_loaded(written, job.lease, job.plan, job.entries, job.loaded_now)
                 .await
         }
         .await;
+        let landed = match landed {
+            Err(PartitionError::Cancelled) if job.lease.is_lost() => {
+                Err(PartitionError::LeaseLost {
+                    table: table.name.clone(),
+                })
+            }
+            other => other,
+        };
         match &landed {
             Ok(Landed::Recorded(stats)) => {
                 log_keys_skipped(table, date, stats);
@@ -216,22 +407,41 @@ impl Engine {
         landed
     }
 
-    /// Forgets expired (and superseded snapshot) ledger entries and updates the watermark.
+    /// Forgets expired (and superseded snapshot) ledger entries and updates the watermark, from
+    /// the ledger as it is now and only while the lease is held. Shards record beside each other:
+    /// when one records between the read and the write, the watermark is computed again.
     async fn update_ledger(
         &self,
         table: &TableConfig,
         plan: &TablePlan,
-        entries: &BTreeMap<NaiveDate, LedgerEntry>,
+        lease: &Lease,
         loaded_now: &[NaiveDate],
         outcome: &mut TableOutcome,
     ) -> Result<(), RedisError> {
-        let update = ledger_update(table.mode, plan, entries, loaded_now);
-        self.ledger.forget(&table.name, &update.forget).await?;
-        self.ledger
-            .set_watermark(&table.name, update.watermark)
-            .await?;
-        outcome.watermark = update.watermark;
-        Ok(())
+        for _ in 0..WATERMARK_ATTEMPTS {
+            let entries = self.ledger.entries(&table.name).await?;
+            let update = ledger_update(table.mode, plan, &entries, loaded_now);
+            self.ledger.forget(&table.name, &update.forget).await?;
+            let forgotten = update.forget.iter().filter(|d| entries.contains_key(d));
+            let remaining = entries.len() - forgotten.count();
+            let watermark_key = self.ledger.watermark_key(&table.name);
+            match lease
+                .set_watermark(&watermark_key, remaining, update.watermark)
+                .await?
+            {
+                WatermarkSet::Set => {
+                    outcome.watermark = update.watermark;
+                    return Ok(());
+                }
+                // Lost: logged, the table fails. Another server: a restart, the table runs again.
+                WatermarkSet::LeaseLost | WatermarkSet::ServerChanged => return Ok(()),
+                WatermarkSet::LedgerChanged => continue,
+            }
+        }
+        Err(RedisError::Protocol(format!(
+            "the ledger of {} changed {WATERMARK_ATTEMPTS} times while its watermark was computed",
+            table.name
+        )))
     }
 
     /// Loads a partition, retrying transient failures: at least `redis.retry_attempts` in all,
@@ -266,7 +476,13 @@ impl Engine {
             |_attempt| async {
                 // Before the writes: a restart since the last command is detected here, and the
                 // server named is one the writes can only follow (they reach it or its successor).
+                // The lease is held there before anything is written (taken again after a restart).
                 let server = self.ledger.control().server().await?;
+                if !job.lease.ensure_on(&server).await? {
+                    return Err(PartitionError::LeaseLost {
+                        table: table.name.clone(),
+                    });
+                }
                 Ok((self.load_partition(job).await?, server))
             },
         )
@@ -288,6 +504,13 @@ impl Engine {
         let partition = &listing.partitions[&date];
         let concurrency = self.config.source.read_concurrency;
         let prepared = prepare(&self.operator, table, partition, concurrency, false).await?;
+        let _progress = progress::report(
+            &table.name,
+            date,
+            prepared.rows,
+            prepared.progress(),
+            self.config.progress_interval,
+        );
         let style = match (&table.format, guarded) {
             (ValueFormat::Hash, guarded) => WriteStyle::Hash { guarded },
             (_, true) => WriteStyle::GuardedSet,
@@ -392,33 +615,17 @@ fn log_partition_loaded(
     guarded: bool,
     started: Instant,
 ) {
-    let Counters {
-        files,
-        rows,
-        keys,
-        skipped_null_keys,
-        kept_newer,
-        deleted_empty_keys,
-        bytes,
-        payload_bytes,
-    } = *stats;
-    tracing::info!(
+    crate::counters_event!(
+        info,
         target: LOG_TARGET,
+        *stats,
+        "partition loaded",
         event = "partition_loaded",
         table = %table.name,
         date = %date,
         state,
-        files,
-        rows,
-        keys,
-        skipped_null_keys,
-        kept_newer,
-        deleted_empty_keys,
-        bytes,
-        payload_bytes,
         guarded,
-        duration_ms = started.elapsed().as_millis() as u64,
-        "partition loaded"
+        duration_ms = started.elapsed().as_millis() as u64
     );
 }
 
@@ -437,6 +644,21 @@ fn log_keys_skipped(table: &TableConfig, date: NaiveDate, stats: &Counters) {
         skipped_null_keys = stats.skipped_null_keys,
         max_skipped_ratio = table.max_skipped_ratio,
         "rows with a null or empty key column were skipped"
+    );
+}
+
+/// Logs `lease_held`: another run holds the table's lease; this run skips the table.
+fn log_lease_held(table: &TableConfig, holder: &LeaseHolder, waited: Duration) {
+    tracing::error!(
+        target: LOG_TARGET,
+        event = "lease_held",
+        table = %table.name,
+        holder_run_id = %holder.run_id,
+        holder_host = %holder.host,
+        holder_since = %holder.since,
+        holder_shard = holder.shard.as_deref(),
+        waited_ms = millis(waited),
+        "another run holds the table's lease: table skipped, not loaded by this run"
     );
 }
 
@@ -474,7 +696,7 @@ fn log_partition_failed(table: &TableConfig, date: NaiveDate, err: &PartitionErr
     );
 }
 
-fn log_partition_late(table: &TableConfig, plan: &TablePlan, late: NaiveDate) {
+fn log_partition_late(table: &TableConfig, plan: &TablePlan, late: NaiveDate, waited: Duration) {
     let reason = plan
         .partition(late)
         .map(|p| p.reason.as_deref().unwrap_or("incomplete"))
@@ -487,6 +709,7 @@ fn log_partition_late(table: &TableConfig, plan: &TablePlan, late: NaiveDate) {
         today = %plan.today,
         partition = %table.format_partition_value(late),
         reason,
+        waited_secs = waited.as_secs(),
         "newest cold partition is not complete: readers miss a day"
     );
 }
