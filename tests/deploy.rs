@@ -3,12 +3,14 @@
 //! * every kustomization renders (`kubectl kustomize`), and every rendered object, the backfill
 //!   Jobs of `deploy/k8s/backfill-job.sh` and the example Secret validate offline against the
 //!   Kubernetes 1.32 schema (`kubernetes-validate --strict`);
-//! * the pod specs keep the contracts (security, grace period, resources, one env for all);
+//! * the pod specs keep the contracts (security, grace period, resources, one env for all), and
+//!   every Job's deadline leaves an hour for loading beside the config's waits;
 //! * checkov finds nothing in `deploy/` but the findings the README justifies, and hadolint passes
 //!   the Dockerfile;
-//! * the CronJob's and a backfill Job's container, args and env exactly as rendered (Secret and
-//!   ConfigMap references resolved from the rendered objects, the config at the mount path's file
-//!   name), runs the built binary against a local `redis-server` and the S3 test server.
+//! * the CronJob's, a backfill Job's and the Indexed backfill's pods, args and env exactly as
+//!   rendered (Secret and ConfigMap references resolved from the rendered objects, the config at
+//!   the mount path's file name), run the built binary against a local `redis-server` and the S3
+//!   test server.
 //!
 //! The tools come from `scripts/install-deps.sh` (a virtualenv, see [`tool`]); a missing tool
 //! fails the test with what to run, it never skips.
@@ -293,6 +295,54 @@ fn every_pod_spec_keeps_the_contracts() {
     );
 }
 
+/// Time a Job's `activeDeadlineSeconds` leaves for loading once the configured waits are spent.
+const LOAD_TIME_SECS: u64 = 3600;
+
+#[test]
+fn every_job_deadline_leaves_room_for_the_configured_waits() {
+    let objects = [yaml_docs(&render("")), secret_example()].concat();
+    let range = [
+        "--table",
+        "orders",
+        "--from",
+        "2026-10-01",
+        "--to",
+        "2026-10-31",
+    ];
+    let jobs = [
+        only(&objects, "CronJob").clone(),
+        only(&yaml_docs(&backfill_job(&range)), "Job").clone(),
+        only(
+            &yaml_docs(&backfill_job(&[&range[..], &["--shards", "3"]].concat())),
+            "Job",
+        )
+        .clone(),
+    ];
+    for workload in &jobs {
+        let (_, env) = pod_process(workload, &objects);
+        let (_, text) = mounted_config(workload, &objects, &env);
+        let config = coldsync::config::Config::parse(&text, &env.into_iter().collect())
+            .expect("the rendered config is valid");
+        let waits = config
+            .tables
+            .iter()
+            .map(|t| (t.lease_wait + t.wait_for_partition).as_secs())
+            .max()
+            .unwrap();
+        let spec = match workload["kind"].as_str() {
+            Some("CronJob") => &workload["spec"]["jobTemplate"]["spec"],
+            _ => &workload["spec"],
+        };
+        let deadline = spec["activeDeadlineSeconds"].as_u64().unwrap();
+        assert!(
+            deadline >= waits + LOAD_TIME_SECS,
+            "{:?}: activeDeadlineSeconds {deadline} leaves less than {LOAD_TIME_SECS} s beside \
+             lease_wait + wait_for_partition = {waits} s",
+            kind_name(workload)
+        );
+    }
+}
+
 #[test]
 fn backfill_job_script_refuses_bad_arguments() {
     for args in [
@@ -499,7 +549,6 @@ fn day_number(date: NaiveDate) -> i64 {
 }
 
 #[test]
-#[ignore = "needs `backfill --shards N` (issue 7, W-B's branch): remove this line once it is merged"]
 fn indexed_backfill_job_pods_as_rendered_load_the_range_between_them() {
     let objects = [yaml_docs(&render("")), secret_example()].concat();
     let shards = 3;
