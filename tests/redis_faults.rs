@@ -3,7 +3,8 @@
 //! run lists and while it loads, a stall shorter and one longer than `reconnect_budget_secs`, a
 //! ledger write given up on that arrives late, a cut control connection, and `kill -9` of
 //! coldsync itself. In every case the ledger and the report agree, and the watermark matches the
-//! ledger. Last, the ledger's record and withdraw on their own.
+//! ledger (and a restart that lost the table's lease has it taken again). Last, the ledger's
+//! record and withdraw on their own.
 //!
 //! Each run loads four small cold partitions (400 keys each) paced by `max_keys_per_sec`, so that
 //! a fault lands while the run is still going; budgets and timeouts are short, so that every test
@@ -295,6 +296,14 @@ fn a_redis_restart_mid_load_is_survived_and_what_it_lost_is_reloaded() {
         "{}",
         run.dump()
     );
+    // The restarted Redis had lost the table's lease too: taken again there, released at the end.
+    assert_eq!(run.named("lease_retaken").len(), 1, "{}", run.dump());
+    assert!(run.named("lease_lost").is_empty(), "{}", run.dump());
+    let lease: Option<String> = redis::cmd("GET")
+        .arg("coldsync:{orders}:lease")
+        .query(&mut connect(port))
+        .unwrap();
+    assert_eq!(lease, None, "released by its holder");
 }
 
 #[test]
