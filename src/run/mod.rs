@@ -9,6 +9,7 @@
 //! - [`watermark`]: what the ledger forgets and the new watermark (pure).
 //! - [`retry`]: the cancellable retry helper (attempts and a time budget).
 //! - `table`: one table's run (lease, plan, load each partition with retries, record).
+//! - `table_events`: the log events of a table's run, one function each.
 //! - `restarts`: what a Redis restart costs a run: a table planned again, a table run again,
 //!   a record on another server than the data withdrawn.
 //! - `wait`: waiting for a late newest cold partition.
@@ -45,6 +46,7 @@ mod restarts;
 pub mod retry;
 pub mod shard;
 mod table;
+mod table_events;
 mod wait;
 pub mod watermark;
 

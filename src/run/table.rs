@@ -14,6 +14,10 @@ use tracing::Instrument;
 
 use super::restarts::{restarted_too_often, Landed, TableRun, Written, MAX_TABLE_PASSES};
 use super::retry::{retry_classified, Cancelled, RetryPolicy, Retryable};
+use super::table_events::{
+    log_keys_skipped, log_lease_held, log_partition_failed, log_partition_late,
+    log_partition_loaded, log_plan_findings, millis, table_failed,
+};
 use super::watermark::ledger_update;
 use super::{
     partition_expiry, progress, Counters, Engine, RunOptions, TableOutcome, TableStatus, LOG_TARGET,
@@ -25,7 +29,7 @@ use crate::lease::{Acquired, Lease, LeaseHolder, LeaseKind, WatermarkSet};
 use crate::ledger::LedgerEntry;
 use crate::listing::TableListing;
 use crate::load::{check_skipped_keys, prepare, send_partition, RowCommand};
-use crate::plan::{PartitionState, TablePlan};
+use crate::plan::TablePlan;
 use crate::redis::control::ServerRunId;
 use crate::redis::{WriteSession, WriteStyle};
 use crate::throttle::{RateLimit, RateLimiter};
@@ -78,10 +82,6 @@ impl From<Cancelled> for PartitionError {
 
 /// Times the watermark is computed again when other shards record meanwhile.
 const WATERMARK_ATTEMPTS: usize = 16;
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
 
 impl Engine {
     /// Runs one table: never fails, every problem ends up in the outcome (and the log). `run`
@@ -569,147 +569,4 @@ impl Engine {
         }
         Ok(stats)
     }
-}
-
-/// Logs what the plan found that the run will not load: partition values that are not dates,
-/// and cold partitions not complete yet.
-fn log_plan_findings(table: &TableConfig, plan: &TablePlan) {
-    for value in &plan.invalid_values {
-        tracing::warn!(
-            target: LOG_TARGET,
-            event = "partition_skipped",
-            table = %table.name,
-            value = %value,
-            reason = "partition value is not a date in partition_format",
-            "partition skipped"
-        );
-    }
-    for partition in plan
-        .partitions
-        .iter()
-        .filter(|p| p.state == PartitionState::Incomplete)
-    {
-        tracing::info!(
-            target: LOG_TARGET,
-            event = "partition_incomplete",
-            table = %table.name,
-            date = %partition.date,
-            reason = partition.reason.as_deref().unwrap_or(""),
-            "partition incomplete"
-        );
-    }
-}
-
-/// Marks the table failed and logs the `table_failed` event.
-fn table_failed(outcome: &mut TableOutcome, err: &dyn std::fmt::Display, message: &str) {
-    tracing::error!(target: LOG_TARGET, event = "table_failed", table = %outcome.table, error = %err, "{message}");
-    outcome.worsen(TableStatus::Failed);
-    outcome.error = Some(err.to_string());
-}
-
-fn log_partition_loaded(
-    table: &TableConfig,
-    date: NaiveDate,
-    state: &str,
-    stats: &Counters,
-    guarded: bool,
-    started: Instant,
-) {
-    crate::counters_event!(
-        info,
-        target: LOG_TARGET,
-        *stats,
-        "partition loaded",
-        event = "partition_loaded",
-        table = %table.name,
-        date = %date,
-        state,
-        guarded,
-        duration_ms = started.elapsed().as_millis() as u64
-    );
-}
-
-/// WARN when a loaded partition skipped rows for a null or empty key (within
-/// `max_skipped_ratio`, or it would have failed).
-fn log_keys_skipped(table: &TableConfig, date: NaiveDate, stats: &Counters) {
-    if stats.skipped_null_keys == 0 {
-        return;
-    }
-    tracing::warn!(
-        target: LOG_TARGET,
-        event = "keys_skipped",
-        table = %table.name,
-        date = %date,
-        rows = stats.rows,
-        skipped_null_keys = stats.skipped_null_keys,
-        max_skipped_ratio = table.max_skipped_ratio,
-        "rows with a null or empty key column were skipped"
-    );
-}
-
-/// Logs `lease_held`: another run holds the table's lease; this run skips the table.
-fn log_lease_held(table: &TableConfig, holder: &LeaseHolder, waited: Duration) {
-    tracing::error!(
-        target: LOG_TARGET,
-        event = "lease_held",
-        table = %table.name,
-        holder_run_id = %holder.run_id,
-        holder_host = %holder.host,
-        holder_since = %holder.since,
-        holder_shard = holder.shard.as_deref(),
-        waited_ms = millis(waited),
-        "another run holds the table's lease: table skipped, not loaded by this run"
-    );
-}
-
-fn log_partition_failed(table: &TableConfig, date: NaiveDate, err: &PartitionError) {
-    if let PartitionError::TooManySkippedKeys {
-        rows,
-        skipped_null_keys,
-        max_skipped_ratio,
-    } = err
-    {
-        tracing::error!(
-            target: LOG_TARGET,
-            event = "partition_failed",
-            table = %table.name,
-            date = %date,
-            file = "",
-            transient = false,
-            rows,
-            skipped_null_keys,
-            max_skipped_ratio,
-            error = %err,
-            "partition failed"
-        );
-        return;
-    }
-    tracing::error!(
-        target: LOG_TARGET,
-        event = "partition_failed",
-        table = %table.name,
-        date = %date,
-        file = err.file().unwrap_or(""),
-        transient = err.is_transient(),
-        error = %err,
-        "partition failed"
-    );
-}
-
-fn log_partition_late(table: &TableConfig, plan: &TablePlan, late: NaiveDate, waited: Duration) {
-    let reason = plan
-        .partition(late)
-        .map(|p| p.reason.as_deref().unwrap_or("incomplete"))
-        .unwrap_or("missing");
-    tracing::error!(
-        target: LOG_TARGET,
-        event = "partition_late",
-        table = %table.name,
-        date = %late,
-        today = %plan.today,
-        partition = %table.format_partition_value(late),
-        reason,
-        waited_secs = waited.as_secs(),
-        "newest cold partition is not complete: readers miss a day"
-    );
 }
