@@ -454,7 +454,8 @@ fn signal_handler_failed(signal: &str, err: &std::io::Error) {
 mod tests {
     use std::future::Future;
     use std::pin::pin;
-    use std::sync::{Arc, Mutex};
+
+    use coldsync::logging::CapturedLog;
 
     use futures::FutureExt;
     use tokio::sync::oneshot;
@@ -469,40 +470,6 @@ mod tests {
 
     fn failed_handler() -> std::io::Error {
         std::io::Error::other("no signal handler for you")
-    }
-
-    /// Log lines written while the guard lives, JSON as in production.
-    #[derive(Clone, Default)]
-    struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for CapturedLog {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl CapturedLog {
-        fn install(&self) -> tracing::subscriber::DefaultGuard {
-            let log = self.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .json()
-                .flatten_event(true)
-                .with_writer(move || log.clone())
-                .finish();
-            tracing::subscriber::set_default(subscriber)
-        }
-
-        fn events(&self) -> Vec<serde_json::Value> {
-            String::from_utf8(self.0.lock().unwrap().clone())
-                .unwrap()
-                .lines()
-                .map(|line| serde_json::from_str(line).unwrap())
-                .collect()
-        }
     }
 
     #[tokio::test]

@@ -909,11 +909,11 @@ fn plan_estimates_redis_memory_and_warns_before_an_oom() {
     assert_eq!(u(warnings[0], "redis_free_bytes"), free);
 }
 
-#[test]
-fn export_writes_what_run_writes_without_touching_redis() {
+/// Runs `export` of one date of the small orders table with nothing listening on the Redis port
+/// (export must not need Redis): the workspace, the RESP file's path and the command's output.
+fn export_without_redis(date: &str) -> (Workspace, std::path::PathBuf, CliOutput) {
     let ws = Workspace::new();
     small_table().write_local(&ws.root());
-    // Nothing listens on this port: export must not need Redis.
     let dead = format!("redis://127.0.0.1:{}/0", common::free_port());
     ws.write(&dead, ORDERS_TABLE);
     let resp = ws.dir.path().join("out.resp");
@@ -922,10 +922,16 @@ fn export_writes_what_run_writes_without_touching_redis() {
         "--table",
         "orders",
         "--date",
-        "2026-11-19",
+        date,
         "--out",
         resp.to_str().unwrap(),
     ]);
+    (ws, resp, out)
+}
+
+#[test]
+fn export_writes_what_run_writes_without_touching_redis() {
+    let (ws, resp, out) = export_without_redis("2026-11-19");
     assert_eq!(out.status_code, 0, "{}", out.dump());
     let exported = out
         .event("partition_exported")
@@ -962,20 +968,7 @@ fn export_writes_what_run_writes_without_touching_redis() {
 
 #[test]
 fn export_of_a_missing_partition_names_the_table_the_partition_and_the_path() {
-    let ws = Workspace::new();
-    small_table().write_local(&ws.root());
-    let dead = format!("redis://127.0.0.1:{}/0", common::free_port());
-    ws.write(&dead, ORDERS_TABLE);
-    let resp = ws.dir.path().join("out.resp");
-    let out = ws.cli(&[
-        "export",
-        "--table",
-        "orders",
-        "--date",
-        "2026-11-25",
-        "--out",
-        resp.to_str().unwrap(),
-    ]);
+    let (_ws, _resp, out) = export_without_redis("2026-11-25");
     assert_eq!(out.status_code, 3, "{}", out.dump());
     let failed = out.event("export_failed").expect("export_failed event");
     let error = s(failed, "error");

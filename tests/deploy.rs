@@ -103,14 +103,7 @@ fn every_rendered_object_validates_against_the_kubernetes_schema() {
             &render(variant),
         );
     }
-    let range = [
-        "--table",
-        "orders",
-        "--from",
-        "2026-10-01",
-        "--to",
-        "2026-10-31",
-    ];
+    let range = OCTOBER_BACKFILL;
     write("backfill-job", &backfill_job(&range));
     write(
         "backfill-job-sharded",
@@ -161,17 +154,20 @@ fn every_rendered_object_validates_against_the_kubernetes_schema() {
     );
 }
 
+/// The arguments of a backfill Job over a month, as an operator would give them.
+const OCTOBER_BACKFILL: [&str; 6] = [
+    "--table",
+    "orders",
+    "--from",
+    "2026-10-01",
+    "--to",
+    "2026-10-31",
+];
+
 #[test]
 fn every_pod_spec_keeps_the_contracts() {
     let top = yaml_docs(&render(""));
-    let range = [
-        "--table",
-        "orders",
-        "--from",
-        "2026-10-01",
-        "--to",
-        "2026-10-31",
-    ];
+    let range = OCTOBER_BACKFILL;
     let workloads = [
         only(&top, "CronJob").clone(),
         only(&yaml_docs(&render("daemon")), "Deployment").clone(),
@@ -301,14 +297,7 @@ const LOAD_TIME_SECS: u64 = 3600;
 #[test]
 fn every_job_deadline_leaves_room_for_the_configured_waits() {
     let objects = [yaml_docs(&render("")), secret_example()].concat();
-    let range = [
-        "--table",
-        "orders",
-        "--from",
-        "2026-10-01",
-        "--to",
-        "2026-10-31",
-    ];
+    let range = OCTOBER_BACKFILL;
     let jobs = [
         only(&objects, "CronJob").clone(),
         only(&yaml_docs(&backfill_job(&range)), "Job").clone(),
@@ -493,6 +482,23 @@ fn three_cold_partitions(c: &Cluster) {
     c.partition(c.cold(2), &[6, 7], "d2");
 }
 
+/// What Redis holds once all of [`three_cold_partitions`] are loaded: order 3 from the newest.
+const ALL_THREE_LOADED: [(i64, &str); 7] = [
+    (1, "d0"),
+    (2, "d0"),
+    (3, "d0"),
+    (4, "d1"),
+    (5, "d1"),
+    (6, "d2"),
+    (7, "d2"),
+];
+
+/// Asserts that Redis holds exactly these orders, each as written by the partition `suffix` names.
+fn assert_loaded(c: &Cluster, orders: &[(i64, &str)]) {
+    let expected: BTreeMap<_, _> = orders.iter().map(|(id, s)| c.order(*id, s)).collect();
+    assert_eq!(c.loaded(), expected);
+}
+
 #[test]
 fn cronjob_container_as_rendered_loads_the_cold_partitions() {
     let objects = [yaml_docs(&render("")), secret_example()].concat();
@@ -509,17 +515,7 @@ fn cronjob_container_as_rendered_loads_the_cold_partitions() {
             "{}",
             out.dump()
         );
-        let expected = [
-            (1, "d0"),
-            (2, "d0"),
-            (3, "d0"),
-            (4, "d1"),
-            (5, "d1"),
-            (6, "d2"),
-            (7, "d2"),
-        ];
-        let expected: BTreeMap<_, _> = expected.iter().map(|(id, s)| c.order(*id, s)).collect();
-        assert_eq!(c.loaded(), expected);
+        assert_loaded(c, &ALL_THREE_LOADED);
     });
 }
 
@@ -537,9 +533,7 @@ fn backfill_job_as_rendered_loads_only_its_range() {
     };
     on_a_stable_day(&objects, scenario, |c, out| {
         assert_eq!(out.status_code, 0, "{}", out.dump());
-        let expected = [(3, "d1"), (4, "d1"), (5, "d1"), (6, "d2"), (7, "d2")];
-        let expected: BTreeMap<_, _> = expected.iter().map(|(id, s)| c.order(*id, s)).collect();
-        assert_eq!(c.loaded(), expected);
+        assert_loaded(c, &[(3, "d1"), (4, "d1"), (5, "d1"), (6, "d2"), (7, "d2")]);
     });
 }
 
@@ -607,16 +601,6 @@ fn indexed_backfill_job_pods_as_rendered_load_the_range_between_them() {
     };
     on_a_stable_day(&objects, scenario, |c, _| {
         // The union equals what the CronJob's single run loads.
-        let expected = [
-            (1, "d0"),
-            (2, "d0"),
-            (3, "d0"),
-            (4, "d1"),
-            (5, "d1"),
-            (6, "d2"),
-            (7, "d2"),
-        ];
-        let expected: BTreeMap<_, _> = expected.iter().map(|(id, s)| c.order(*id, s)).collect();
-        assert_eq!(c.loaded(), expected);
+        assert_loaded(c, &ALL_THREE_LOADED);
     });
 }

@@ -10,7 +10,7 @@ use arrow_array::{Array, ArrayAccessor, BooleanArray, PrimitiveArray};
 use arrow_buffer::i256;
 use base64::Engine as _;
 
-use super::writer::{downcast, BoxedWriter, Problem, Writer};
+use super::writer::{downcast, quoted_text, BoxedWriter, Problem, Writer};
 
 // --- null, bool, ints -------------------------------------------------------
 
@@ -237,9 +237,7 @@ where
         self.0.is_null(i)
     }
     fn json(&self, i: usize, out: &mut Vec<u8>) {
-        out.push(b'"');
-        self.text(i, out);
-        out.push(b'"');
+        quoted_text(self, i, out);
     }
     fn text(&self, i: usize, out: &mut Vec<u8>) {
         write_decimal(out, self.0.value(i), self.1);
@@ -280,9 +278,7 @@ where
         self.0.is_null(i)
     }
     fn json(&self, i: usize, out: &mut Vec<u8>) {
-        out.push(b'"');
-        self.text(i, out);
-        out.push(b'"');
+        quoted_text(self, i, out);
     }
     fn text(&self, i: usize, out: &mut Vec<u8>) {
         let bytes = self.0.value(i);

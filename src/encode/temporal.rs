@@ -9,7 +9,7 @@ use arrow_array::{Array, PrimitiveArray};
 use chrono::{Offset as _, TimeZone as _};
 
 use super::scalar::write_int;
-use super::writer::{downcast, BoxedWriter, Opts, Problem, Writer};
+use super::writer::{downcast, quoted_text, BoxedWriter, Opts, Problem, Writer};
 use super::{DateEncoding, TimestampEncoding};
 
 pub(super) const MILLIS_PER_DAY: i64 = 86_400_000;
@@ -45,11 +45,7 @@ where
     }
     fn json(&self, i: usize, out: &mut Vec<u8>) {
         match self.enc {
-            DateEncoding::Iso8601 => {
-                out.push(b'"');
-                self.text(i, out);
-                out.push(b'"');
-            }
+            DateEncoding::Iso8601 => quoted_text(self, i, out),
             DateEncoding::EpochDays => self.text(i, out),
         }
     }
@@ -147,9 +143,7 @@ where
         self.arr.is_null(i)
     }
     fn json(&self, i: usize, out: &mut Vec<u8>) {
-        out.push(b'"');
-        self.text(i, out);
-        out.push(b'"');
+        quoted_text(self, i, out);
     }
     fn text(&self, i: usize, out: &mut Vec<u8>) {
         let v: i64 = self.arr.value(i).into();
@@ -269,11 +263,7 @@ where
     }
     fn json(&self, i: usize, out: &mut Vec<u8>) {
         match self.enc {
-            TimestampEncoding::Iso8601 => {
-                out.push(b'"');
-                self.text(i, out);
-                out.push(b'"');
-            }
+            TimestampEncoding::Iso8601 => quoted_text(self, i, out),
             TimestampEncoding::EpochMillis => self.text(i, out),
         }
     }

@@ -68,10 +68,16 @@ pub(super) trait Writer {
     /// JSON string holding the text form, for map keys. The default suits
     /// types whose text form never needs JSON escaping.
     fn json_key(&self, i: usize, out: &mut Vec<u8>) {
-        out.push(b'"');
-        self.text(i, out);
-        out.push(b'"');
+        quoted_text(self, i, out)
     }
+}
+
+/// Writes `w`'s text form as a JSON string, for types whose text form never needs escaping
+/// (dates, times, decimals, base64).
+pub(super) fn quoted_text<W: Writer + ?Sized>(w: &W, i: usize, out: &mut Vec<u8>) {
+    out.push(b'"');
+    w.text(i, out);
+    out.push(b'"');
 }
 
 /// A writer bound to one array of one batch.

@@ -133,29 +133,14 @@ mod tests {
 
     #[test]
     fn the_event_macro_logs_exactly_the_serialized_counters() {
-        #[derive(Clone, Default)]
-        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let log = Captured::default();
-        let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let log = crate::logging::CapturedLog::default();
+        {
+            let _guard = log.install();
             crate::counters_event!(info, target: "t", sample(0), "done", event = "x", table = "a");
-        });
-        let line: serde_json::Value =
-            serde_json::from_slice(&log.0.lock().unwrap()).expect("one JSON line");
+        }
+        let [line] = &log.events()[..] else {
+            panic!("one JSON line: {:?}", log.events());
+        };
         let serde_json::Value::Object(counters) = serde_json::to_value(sample(0)).unwrap() else {
             panic!("counters serialize to an object");
         };

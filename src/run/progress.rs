@@ -141,7 +141,7 @@ async fn log_progress(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use crate::logging::CapturedLog;
 
     use super::*;
 
@@ -164,29 +164,10 @@ mod tests {
         );
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn logs_every_interval_until_stopped() {
-        let log = Captured::default();
-        let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let log = CapturedLog::default();
+        let _guard = log.install();
         let counters = Arc::new(LoadCounters::default());
         let stop = CancellationToken::new();
         let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
@@ -206,12 +187,8 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(30)).await;
         stop.cancel();
         task.await.unwrap();
-        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-        let events: Vec<serde_json::Value> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
-        assert_eq!(events.len(), 2, "{text}");
+        let events = log.events();
+        assert_eq!(events.len(), 2, "{events:?}");
         let first = &events[0];
         assert_eq!(first["event"], "load_progress");
         assert_eq!(first["table"], "orders");

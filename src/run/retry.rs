@@ -245,6 +245,20 @@ mod tests {
         }
     }
 
+    /// Retries [`flaky`] (failing `failures` times) under `policy`, never cancelled.
+    async fn retry_flaky(policy: RetryPolicy, failures: u32) -> (Result<u32, TestError>, Trace) {
+        let trace = Trace::default();
+        let result = retry(
+            policy,
+            &CancellationToken::new(),
+            transient,
+            trace.on_retry(),
+            flaky(&trace, failures),
+        )
+        .await;
+        (result, trace)
+    }
+
     /// The task's result; fails (rather than hangs) if it does not end once cancelled: on the
     /// paused clock, the timeout fires as soon as nothing else can run.
     async fn finish<T>(task: tokio::task::JoinHandle<T>) -> T {
@@ -256,15 +270,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retries_transient_errors_with_doubling_back_off_until_success() {
-        let trace = Trace::default();
-        let result = retry(
-            policy(5, 500, 30_000, 0.0),
-            &CancellationToken::new(),
-            transient,
-            trace.on_retry(),
-            flaky(&trace, 3),
-        )
-        .await;
+        let (result, trace) = retry_flaky(policy(5, 500, 30_000, 0.0), 3).await;
         assert_eq!(result, Ok(4));
         assert_eq!(trace.attempt_numbers(), vec![1, 2, 3, 4]);
         assert_eq!(trace.gaps_ms(), vec![500, 1000, 2000]);
@@ -304,15 +310,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_attempt_means_no_retry_and_zero_counts_as_one() {
         for attempts in [0, 1] {
-            let trace = Trace::default();
-            let result = retry(
-                policy(attempts, 500, 30_000, 0.0),
-                &CancellationToken::new(),
-                transient,
-                trace.on_retry(),
-                flaky(&trace, 1),
-            )
-            .await;
+            let (result, trace) = retry_flaky(policy(attempts, 500, 30_000, 0.0), 1).await;
             assert_eq!(result, Err(TestError::Transient(1)), "{attempts}");
             assert_eq!(trace.attempt_numbers(), vec![1]);
         }
@@ -320,15 +318,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn jitter_adds_at_most_its_fraction_of_the_back_off() {
-        let trace = Trace::default();
-        let result = retry(
-            policy(6, 1000, 60_000, 0.5),
-            &CancellationToken::new(),
-            transient,
-            trace.on_retry(),
-            flaky(&trace, 5),
-        )
-        .await;
+        let (result, trace) = retry_flaky(policy(6, 1000, 60_000, 0.5), 5).await;
         assert_eq!(result, Ok(6));
         let gaps = trace.gaps_ms();
         for (gap, backoff) in gaps.iter().zip([1000, 2000, 4000, 8000, 16000]) {
@@ -521,15 +511,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_success_within_the_budget_ends_the_retries() {
-        let trace = Trace::default();
-        let result = retry(
-            RetryPolicy::control_commands(Duration::from_secs(60)),
-            &CancellationToken::new(),
-            transient,
-            trace.on_retry(),
-            flaky(&trace, 6),
-        )
-        .await;
+        let (result, trace) =
+            retry_flaky(RetryPolicy::control_commands(Duration::from_secs(60)), 6).await;
         assert_eq!(result, Ok(7));
         let gaps = trace.gaps_ms();
         for (gap, backoff) in gaps.iter().zip([100, 200, 400, 800, 1600, 2000]) {
