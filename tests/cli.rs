@@ -104,10 +104,6 @@ fn small_table() -> HiveTableFixture {
     fx
 }
 
-fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
-    event_field(v, key).unwrap_or_else(|| panic!("event {v} has no field {key:?}"))
-}
-
 fn u(v: &Value, key: &str) -> u64 {
     field(v, key)
         .as_u64()

@@ -36,21 +36,7 @@ fn creds_env() -> HashMap<String, String> {
 }
 
 fn source_section(bucket: &str) -> String {
-    format!(
-        r#"[source]
-scheme = "s3"
-bucket = "{bucket}"
-endpoint = "{endpoint}"
-region = "us-east-1"
-access_key_id_env = "{KEY_VAR}"
-secret_access_key_env = "{SECRET_VAR}"
-disable_config_load = true
-disable_ec2_metadata = true
-retry_attempts = 1
-timeout_secs = 20
-"#,
-        endpoint = s3().endpoint()
-    )
+    s3_source_section(&s3().endpoint(), bucket, (KEY_VAR, SECRET_VAR), 1, 20)
 }
 
 fn config_text(bucket: &str, redis: &RedisServer, tables: &str) -> String {
@@ -101,40 +87,11 @@ fn table_cfg(config: &Config, name: &str) -> coldsync::config::TableConfig {
         .clone()
 }
 
-/// Spark table: 11-19 (2 files, ids 1..4 "a"), 11-20 (2 files, ids 5,6 and 4 "b"),
-/// 11-21 hot (id 7). All with _SUCCESS, .crc siblings and `_temporary` junk.
-fn spark_fixture() -> HiveTableFixture {
-    let mut fx = HiveTableFixture::new("warehouse/orders");
-    fx.spark_partition(
-        "dt=2026-11-19",
-        &[orders_batch(&[1, 2, 3], "a"), orders_batch(&[4], "a")],
-    )
-    .spark_partition(
-        "dt=2026-11-20",
-        &[orders_batch(&[5, 6], "b"), orders_batch(&[4], "b")],
-    )
-    .spark_partition("dt=2026-11-21", &[orders_batch(&[7], "c")]);
-    fx
-}
-
-/// Hive table (`%Y%m%d`, hour sub-partitions, staging junk, no markers): 20261119/hour=03 ids
-/// 100,101 "h"; 20261120/hour=03 id 102 "i"; 20261120/hour=04 ids 103,100 "j"; plus a
-/// `__HIVE_DEFAULT_PARTITION__` partition that must be skipped.
+/// The Hive table of [`hive_hourly_orders_table`] plus a `__HIVE_DEFAULT_PARTITION__` partition
+/// that must be skipped.
 fn hive_fixture() -> HiveTableFixture {
-    let mut fx = HiveTableFixture::new("warehouse/orders_hive");
+    let mut fx = hive_hourly_orders_table();
     fx.hive_partition(
-        &partition_path("dt", "20261119", &[("hour", "03")]),
-        &[orders_batch(&[100, 101], "h")],
-    )
-    .hive_partition(
-        &partition_path("dt", "20261120", &[("hour", "03")]),
-        &[orders_batch(&[102], "i")],
-    )
-    .hive_partition(
-        &partition_path("dt", "20261120", &[("hour", "04")]),
-        &[orders_batch(&[103, 100], "j")],
-    )
-    .hive_partition(
         "dt=__HIVE_DEFAULT_PARTITION__",
         &[orders_batch(&[999], "null")],
     );
@@ -172,7 +129,7 @@ async fn spark_and_hive_tables_load_from_s3_then_second_run_is_noop() {
     let server = s3();
     let bucket = server.fresh_bucket("cs-both");
     let op = server.operator(&bucket);
-    let spark = spark_fixture();
+    let spark = spark_orders_table();
     let hive = hive_fixture();
     spark.write_to(&op).await;
     hive.write_to(&op).await;
@@ -375,7 +332,7 @@ async fn reuploaded_object_makes_partition_changed_and_reloads_it() {
     let server = s3();
     let bucket = server.fresh_bucket("cs-changed");
     let op = server.operator(&bucket);
-    let spark = spark_fixture();
+    let spark = spark_orders_table();
     spark.write_to(&op).await;
     let redis = RedisServer::start();
     let config = Config::parse(&config_text(&bucket, &redis, SPARK_TABLE), &creds_env()).unwrap();

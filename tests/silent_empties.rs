@@ -68,16 +68,6 @@ impl Workspace {
     }
 }
 
-fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
-    event_field(v, key).unwrap_or_else(|| panic!("event {v} has no field {key:?}"))
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    field(v, key)
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} of {v}"))
-}
-
 fn number(v: &Value, key: &str) -> u64 {
     field(v, key)
         .as_u64()

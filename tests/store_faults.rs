@@ -43,18 +43,7 @@ impl Setup {
             .tempdir()
             .unwrap();
         let config = format!(
-            r#"[source]
-scheme = "s3"
-bucket = "{bucket}"
-endpoint = "{endpoint}"
-region = "us-east-1"
-access_key_id_env = "{KEY_VAR}"
-secret_access_key_env = "{SECRET_VAR}"
-disable_config_load = true
-disable_ec2_metadata = true
-retry_attempts = {source_retries}
-timeout_secs = 10
-
+            r#"{source}
 [redis]
 url = "redis://127.0.0.1:{port}/0"
 retry_attempts = {partition_attempts}
@@ -67,7 +56,13 @@ name = "orders"
 path = "warehouse/orders"
 key = "ord:{{order_id}}"
 "#,
-            endpoint = proxy.endpoint(),
+            source = s3_source_section(
+                &proxy.endpoint(),
+                &bucket,
+                (KEY_VAR, SECRET_VAR),
+                source_retries,
+                10
+            ),
             port = redis.port,
         );
         std::fs::write(dir.path().join("coldsync.toml"), config).unwrap();
@@ -97,16 +92,6 @@ key = "ord:{{order_id}}"
             ],
         )
     }
-}
-
-fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
-    event_field(v, key).unwrap_or_else(|| panic!("event {v} has no field {key:?}"))
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    field(v, key)
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} of {v}"))
 }
 
 /// Every WARN or ERROR line has an `event` name (opendal's own retry warnings had none).

@@ -265,37 +265,6 @@ partition_format = "%Y%m%d"
 completeness = "none"
 "#;
 
-/// Spark table: 11-19 (ids 1..4 "a", two files), 11-20 (ids 5,6 and 4 "b"), 11-21 hot. Hive
-/// table (`%Y%m%d`, hour sub-partitions, no markers): 20261119 ids 100,101 "h"; 20261120 id 102
-/// "i" and ids 103,100 "j".
-fn fixtures() -> [HiveTableFixture; 2] {
-    let mut spark = HiveTableFixture::new("warehouse/orders");
-    spark
-        .spark_partition(
-            "dt=2026-11-19",
-            &[orders_batch(&[1, 2, 3], "a"), orders_batch(&[4], "a")],
-        )
-        .spark_partition(
-            "dt=2026-11-20",
-            &[orders_batch(&[5, 6], "b"), orders_batch(&[4], "b")],
-        )
-        .spark_partition("dt=2026-11-21", &[orders_batch(&[7], "c")]);
-    let mut hive = HiveTableFixture::new("warehouse/orders_hive");
-    hive.hive_partition(
-        &partition_path("dt", "20261119", &[("hour", "03")]),
-        &[orders_batch(&[100, 101], "h")],
-    )
-    .hive_partition(
-        &partition_path("dt", "20261120", &[("hour", "03")]),
-        &[orders_batch(&[102], "i")],
-    )
-    .hive_partition(
-        &partition_path("dt", "20261120", &[("hour", "04")]),
-        &[orders_batch(&[103, 100], "j")],
-    );
-    [spark, hive]
-}
-
 async fn run(engine: &Engine) -> RunSummary {
     let options = RunOptions {
         as_of: Some(d("2026-11-22")),
@@ -313,7 +282,7 @@ async fn load_exactly_then_noop(
     source: &str,
     env: HashMap<String, String>,
 ) {
-    let [spark, hive] = fixtures();
+    let [spark, hive] = [spark_orders_table(), hive_hourly_orders_table()];
     // With a content type: the GCS emulator answers an upload without one with a null
     // `contentType`, which opendal refuses.
     for (path, file) in spark.files().iter().chain(hive.files()) {

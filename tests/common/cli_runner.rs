@@ -36,6 +36,18 @@ pub fn event_field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
         .or_else(|| v.get("fields").and_then(|f| f.get(key)))
 }
 
+/// A field of a JSON log line ([`event_field`]) that the event must have.
+pub fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+    event_field(v, key).unwrap_or_else(|| panic!("event {v} has no field {key:?}"))
+}
+
+/// A string field of a JSON log line that the event must have.
+pub fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    field(v, key)
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} of {v}"))
+}
+
 impl CliOutput {
     /// Exit code 0.
     pub fn success(&self) -> bool {

@@ -9,7 +9,7 @@ use std::path::Path;
 use arrow_array::RecordBatch;
 use parquet::basic::Compression;
 
-use super::parquet_bytes;
+use super::{orders_batch, parquet_bytes};
 
 /// Writes `bytes` to `root/rel`, creating parent directories.
 pub fn write_file(root: &Path, rel: &str, bytes: &[u8]) {
@@ -372,4 +372,39 @@ fn fake_crc(data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&512u32.to_be_bytes());
     out.extend_from_slice(&h.to_be_bytes());
     out
+}
+
+/// Spark table `warehouse/orders`: 11-19 (2 files, ids 1..4 "a"), 11-20 (2 files, ids 5,6 and 4
+/// "b"), 11-21 (id 7 "c"). All with _SUCCESS, .crc siblings and `_temporary` junk.
+pub fn spark_orders_table() -> HiveTableFixture {
+    let mut fx = HiveTableFixture::new("warehouse/orders");
+    fx.spark_partition(
+        "dt=2026-11-19",
+        &[orders_batch(&[1, 2, 3], "a"), orders_batch(&[4], "a")],
+    )
+    .spark_partition(
+        "dt=2026-11-20",
+        &[orders_batch(&[5, 6], "b"), orders_batch(&[4], "b")],
+    )
+    .spark_partition("dt=2026-11-21", &[orders_batch(&[7], "c")]);
+    fx
+}
+
+/// Hive table `warehouse/orders_hive` (`%Y%m%d`, hour sub-partitions, staging junk, no markers):
+/// 20261119/hour=03 ids 100,101 "h"; 20261120/hour=03 id 102 "i"; 20261120/hour=04 ids 103,100 "j".
+pub fn hive_hourly_orders_table() -> HiveTableFixture {
+    let mut fx = HiveTableFixture::new("warehouse/orders_hive");
+    fx.hive_partition(
+        &partition_path("dt", "20261119", &[("hour", "03")]),
+        &[orders_batch(&[100, 101], "h")],
+    )
+    .hive_partition(
+        &partition_path("dt", "20261120", &[("hour", "03")]),
+        &[orders_batch(&[102], "i")],
+    )
+    .hive_partition(
+        &partition_path("dt", "20261120", &[("hour", "04")]),
+        &[orders_batch(&[103, 100], "j")],
+    );
+    fx
 }

@@ -242,3 +242,29 @@ fn http_request(
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// The `[source]` section of a config reading `bucket` on the S3 server at `endpoint`, the
+/// credentials in the environment variables `key_var` and `secret_var`, with opendal's
+/// `retry_attempts` and `timeout_secs`.
+pub fn s3_source_section(
+    endpoint: &str,
+    bucket: &str,
+    (key_var, secret_var): (&str, &str),
+    retry_attempts: usize,
+    timeout_secs: u64,
+) -> String {
+    format!(
+        r#"[source]
+scheme = "s3"
+bucket = "{bucket}"
+endpoint = "{endpoint}"
+region = "us-east-1"
+access_key_id_env = "{key_var}"
+secret_access_key_env = "{secret_var}"
+disable_config_load = true
+disable_ec2_metadata = true
+retry_attempts = {retry_attempts}
+timeout_secs = {timeout_secs}
+"#
+    )
+}

@@ -248,13 +248,6 @@ pub fn lease_value(redis: &RedisServer) -> Option<String> {
     redis.get("coldsync:{orders}:lease")
 }
 
-/// The event's field as a string.
-pub fn text<'a>(event: &'a Value, field: &str) -> &'a str {
-    event[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("{field} of {event} is not a string"))
-}
-
 /// The event's field as an unsigned number.
 pub fn number(event: &Value, field: &str) -> u64 {
     event[field]
