@@ -201,6 +201,25 @@ impl Ledger {
         format!("{}:{{{table}}}:fenced", self.prefix)
     }
 
+    /// Key of the hash holding a table's (layout's) last verify result (see [`crate::verify`]).
+    pub fn verified_key(&self, table: &str) -> String {
+        format!("{}:{{{table}}}:verified", self.prefix)
+    }
+
+    /// Removes a table's ledger: entries, watermark, fenced attempts and verify result (a
+    /// retired layout). Returns the keys deleted.
+    pub async fn remove(&self, table: &str) -> Result<i64, RedisError> {
+        self.control
+            .query_idempotent(
+                ::redis::cmd("DEL")
+                    .arg(self.partitions_key(table))
+                    .arg(self.watermark_key(table))
+                    .arg(self.fenced_key(table))
+                    .arg(self.verified_key(table)),
+            )
+            .await
+    }
+
     /// Every recorded partition of a table. Unreadable entries are returned as errors, not skipped.
     pub async fn entries(
         &self,

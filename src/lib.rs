@@ -21,6 +21,8 @@
 //! - [`export`]: the RESP stream of a partition, for `redis-cli --pipe`.
 //! - [`run`]: a whole run: plan every table, load, record, summarize (typed outcomes, counters,
 //!   calendar, watermark, retries); also the read-only reports `plan`, `status`, `check`.
+//! - [`verify`]: `verify` and `verify_sample`: partitions re-read, encoded as a load does, and
+//!   compared with what Redis holds.
 //! - [`throttle`]: write-rate limits and the adaptive back-off that keeps readers fast.
 //! - [`daemon`]: the cron-scheduled daemon.
 //! - [`logging`]: structured log setup.
@@ -43,3 +45,4 @@ pub mod run;
 pub mod source;
 pub mod template;
 pub mod throttle;
+pub mod verify;

@@ -144,6 +144,36 @@ enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Compare Redis with what a load of each loaded partition writes (exit 6 on a mismatch).
+    Verify {
+        /// Only these tables (repeatable; default: all), every layout of each.
+        #[arg(long = "table", short = 't')]
+        tables: Vec<String>,
+        /// Only this layout (`default`: the entries without `layout`).
+        #[arg(long)]
+        layout: Option<String>,
+        /// Only this partition date (YYYY-MM-DD).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        date: Option<NaiveDate>,
+        /// First date, inclusive.
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Last date, inclusive.
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        /// Keys sampled per partition (default 1000).
+        #[arg(long, conflicts_with = "full")]
+        sample: Option<u64>,
+        /// Every key of every partition.
+        #[arg(long)]
+        full: bool,
+        /// Seed of the samples (default: one per table and date, the same on every run).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run on the configured cron schedule until SIGTERM or Ctrl-C.
     Daemon {
         /// Also run once right away.
@@ -295,6 +325,41 @@ async fn execute(cli: Cli) -> ExitCode {
             }
             ExitCode::of(CommandOutcome::Report {
                 failed: status.iter().any(|s| s.error.is_some()),
+            })
+        }
+        Command::Verify {
+            tables,
+            layout,
+            date,
+            from,
+            to,
+            sample,
+            full,
+            seed,
+            json,
+        } => {
+            let tables = match engine.config().select_layouts(&tables, layout.as_deref()) {
+                Ok(tables) => tables,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return ExitCode::of(CommandOutcome::InvalidConfig);
+                }
+            };
+            let options = coldsync::verify::VerifyOptions {
+                from: date.or(from),
+                to: date.or(to),
+                sample: (!full).then(|| sample.unwrap_or(coldsync::verify::DEFAULT_SAMPLE)),
+                seed,
+            };
+            let summary = engine.verify(&tables, &options).await;
+            if json {
+                print_json(&summary);
+            } else {
+                print!("{}", summary.text());
+            }
+            ExitCode::of(CommandOutcome::Verify {
+                mismatched: summary.counts.mismatched() > 0,
+                failed: summary.partitions_failed > 0,
             })
         }
         Command::Check { .. } => {
