@@ -96,7 +96,8 @@ impl Config {
     }
 
     /// [`Config::select_tables`], narrowed to `layout` when given (`default`: the entries without
-    /// `layout`); a name without that layout is an error.
+    /// `layout`); a name without that layout is an error. A name may name its layout itself:
+    /// `orders@v2`.
     pub fn select_layouts(
         &self,
         names: &[String],
@@ -115,7 +116,13 @@ impl Config {
         }
         let mut selected = Vec::new();
         for name in names {
-            let named: Vec<&TableConfig> = self.tables.iter().filter(|t| &t.name == name).collect();
+            // `orders@v2`: one layout of a table (what `--table orders --layout v2` passes on).
+            let (name, layout) = match name.split_once('@') {
+                Some((name, own)) => (name, Some(own)),
+                None => (name.as_str(), layout),
+            };
+            let of_layout = |t: &&TableConfig| layout.is_none_or(|l| t.layout_name() == l);
+            let named: Vec<&TableConfig> = self.tables.iter().filter(|t| t.name == name).collect();
             if named.is_empty() {
                 return Err(invalid(
                     "--table",
@@ -173,6 +180,20 @@ impl RawConfig {
                         "duplicate table name {:?} with layout {:?}: two entries of one name need different layouts",
                         built.name,
                         built.layout_name()
+                    ),
+                ));
+            }
+            if let Some(other) = tables
+                .iter()
+                .find(|t: &&TableConfig| t.name == built.name && t.key == built.key)
+            {
+                return Err(invalid(
+                    format!("tables[{index}] ({}).key", built.name),
+                    format!(
+                        "layout {:?} has the key template of layout {:?} ({}): two layouts of a table must write different keys, or each overwrites the other's",
+                        built.layout_name(),
+                        other.layout_name(),
+                        built.key
                     ),
                 ));
             }

@@ -11,6 +11,7 @@ use crate::encode::ValueFormat;
 use crate::error::PartitionError;
 use crate::load::prepare;
 use crate::plan::PartitionState;
+use crate::verify::record::{load as verify_record, VerifyRecord};
 
 /// The `target` of the reports' log events: `coldsync::report`, the module they came from
 /// before it moved under `run`, so that log lines stay as they were.
@@ -193,12 +194,18 @@ impl Engine {
     pub async fn status(&self, tables: &[TableConfig]) -> Vec<LedgerStatus> {
         let mut out = Vec::new();
         for table in tables {
+            let id = table.ledger_id();
             let status = match (
-                self.ledger().entries(&table.name).await,
-                self.ledger().watermark(&table.name).await,
+                self.ledger().entries(&id).await,
+                self.ledger().watermark(&id).await,
+                verify_record(self.ledger(), table).await,
             ) {
-                (Ok(entries), Ok(watermark)) => LedgerStatus {
+                (Ok(entries), Ok(watermark), Ok(verified)) => LedgerStatus {
                     table: table.name.clone(),
+                    layout: table.layout_name().to_string(),
+                    verified,
+                    caught_up: false,
+                    ready: false,
                     partitions_loaded: entries.len() as u64,
                     oldest_loaded: entries.keys().next().copied(),
                     newest_loaded: entries.keys().next_back().copied(),
@@ -208,14 +215,16 @@ impl Engine {
                     last_loaded_at: entries.values().map(|e| e.loaded_at.clone()).max(),
                     error: None,
                 },
-                (Err(err), _) | (_, Err(err)) => LedgerStatus {
+                (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => LedgerStatus {
                     table: table.name.clone(),
+                    layout: table.layout_name().to_string(),
                     error: Some(err.to_string()),
                     ..LedgerStatus::default()
                 },
             };
             out.push(status);
         }
+        mark_ready(&mut out);
         out
     }
 
@@ -274,6 +283,39 @@ pub struct LedgerStatus {
     /// Error reading the ledger.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The layout (`default` without `layout`).
+    pub layout: String,
+    /// The last `verify` of this layout, if any.
+    pub verified: Option<VerifyRecord>,
+    /// The watermark has caught up with every other layout's of the table.
+    pub caught_up: bool,
+    /// Caught up, and the last verify passed: readers may switch to this layout.
+    pub ready: bool,
+}
+
+/// Sets `caught_up` and `ready` of each layout: its watermark is at least every other layout's
+/// of the same table, and its last verify passed.
+pub fn mark_ready(statuses: &mut [LedgerStatus]) {
+    let newest: Vec<Option<NaiveDate>> = statuses
+        .iter()
+        .map(|s| {
+            statuses
+                .iter()
+                .filter(|o| o.table == s.table && o.layout != s.layout)
+                .filter_map(|o| o.watermark)
+                .max()
+        })
+        .collect();
+    for (status, others) in statuses.iter_mut().zip(newest) {
+        status.caught_up = match (status.watermark, others) {
+            (Some(own), Some(others)) => own >= others,
+            (own, None) => own.is_some(),
+            (None, Some(_)) => false,
+        };
+        status.ready = status.caught_up
+            && status.error.is_none()
+            && status.verified.as_ref().is_some_and(|v| v.passed);
+    }
 }
 
 /// Text form of a plan, one line per partition; sizes in binary units (`1.43 MiB`), counts with
