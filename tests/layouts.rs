@@ -376,3 +376,73 @@ fn an_interrupted_retire_goes_on_where_it_stopped() {
     assert_eq!(redis.keys("ord2:*").len(), 310);
     assert_eq!(redis.key_type("coldsync:{orders}:partitions"), "none");
 }
+
+fn config_error(tables: &str) -> String {
+    let text = format!(
+        "[source]\nscheme = \"fs\"\nroot = \"/w\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n[defaults]\nretention_days = 30\n{tables}"
+    );
+    Config::parse(&text, &HashMap::new())
+        .expect_err("config must be rejected")
+        .to_string()
+}
+
+#[test]
+fn layouts_are_validated_naming_the_option() {
+    let twice = format!("{ORDERS_OLD}{ORDERS_OLD}");
+    let err = config_error(&twice);
+    assert!(
+        err.contains("tables[1].name")
+            && err.contains("duplicate table name \"orders\" with layout \"default\""),
+        "{err}"
+    );
+    let same_keys = format!("{ORDERS_OLD}{}", NEW.replace("ord2:", "ord:"));
+    let err = config_error(&same_keys);
+    assert!(
+        err.contains("tables[1] (orders).key")
+            && err.contains("layout \"v2\" has the key template of layout \"default\""),
+        "{err}"
+    );
+    let err = config_error(&NEW.replace("layout = \"v2\"", "layout = \"default\""));
+    assert!(err.contains("tables[0] (orders).layout"), "{err}");
+    let err = config_error(&NEW.replace("layout = \"v2\"", "layout = \"v 2\""));
+    assert!(err.contains("tables[0] (orders).layout"), "{err}");
+    let err = config_error(&format!("{ORDERS_OLD}verify_sample = -1\n"));
+    assert!(err.contains("tables[0] (orders).verify_sample"), "{err}");
+    // `layout` belongs to a table, never to [defaults].
+    let text = format!(
+        "[source]\nscheme = \"fs\"\nroot = \"/w\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n[defaults]\nretention_days = 30\nlayout = \"v2\"\n{ORDERS_OLD}"
+    );
+    assert!(Config::parse(&text, &HashMap::new()).is_err());
+}
+
+#[test]
+fn the_example_configs_second_layout_parses() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/coldsync.example.toml"
+    ))
+    .unwrap();
+    let example = text
+        .split_once("# The same source table under a second layout")
+        .unwrap()
+        .1;
+    let block: String = example
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+        .collect();
+    let config = Config::parse(&format!("{text}\n{block}"), &HashMap::new()).unwrap();
+    let layouts: Vec<(String, String, u64)> = config
+        .tables
+        .iter()
+        .map(|t| (t.name.clone(), t.ledger_id(), t.verify_sample))
+        .collect();
+    assert_eq!(
+        layouts,
+        [
+            ("orders".into(), "orders".into(), 0),
+            ("orders".into(), "orders@v2".into(), 100)
+        ]
+    );
+}
