@@ -12,6 +12,12 @@
 //!   [`crate::lease`]). A run records a partition only while it holds its lease: the record
 //!   script checks the lease and writes in one step ([`Ledger::record_leased`]).
 //!
+//! - `<prefix>:{<table>}:verified`: hash, the last `verify` of the table (see
+//!   [`crate::verify::record`]).
+//!
+//! `<table>` is the table's ledger id ([`crate::config::TableConfig::ledger_id`]): its name, or
+//! `name@layout` for a table with a `layout`, so each layout has its own ledger.
+//!
 //! A record attempt whose reply never came may still land later (a stalled Redis works through
 //! what it had buffered). So a record that failed is **settled** before the partition is reported
 //! failed: one script fences the attempt's token (a late arrival of it then does nothing) and

@@ -560,49 +560,18 @@ async fn retire(
     };
     match engine.retire(&table, options, shutdown).await {
         Ok(summary) => {
-            tracing::info!(
-                event = "retire_finished",
-                table = %summary.table,
-                layout = %summary.layout,
-                dry_run = summary.dry_run,
-                partitions = summary.partitions,
-                keys_unlinked = summary.keys_unlinked,
-                keys_absent = summary.keys_absent,
-                partitions_gone = summary.partitions_gone,
-                duration_ms = summary.duration_ms,
-                "retire finished"
-            );
+            summary.log_finished();
             if json {
                 print_json(&summary);
-            } else if summary.dry_run {
-                println!(
-                    "would retire {} ({}): {} partitions, about {} keys; pass --yes to delete them",
-                    summary.table, summary.layout, summary.partitions, summary.keys_unlinked
-                );
             } else {
-                println!(
-                    "retired {} ({}): {} partitions, {} keys unlinked, its ledger removed",
-                    summary.table, summary.layout, summary.partitions, summary.keys_unlinked
-                );
+                println!("{}", summary.text());
             }
             ExitCode::of(CommandOutcome::Report { failed: false })
         }
         Err(err) => {
-            tracing::error!(
-                event = "retire_failed",
-                table = %table.name,
-                layout = table.layout_name(),
-                error = %err,
-                retry = err.is_transient(),
-                "retire stopped"
-            );
+            err.log(&table);
             eprintln!("error: {err}");
-            match err {
-                coldsync::retire::RetireError::Refused { .. } => {
-                    ExitCode::of(CommandOutcome::InvalidConfig)
-                }
-                _ => ExitCode::of(CommandOutcome::Report { failed: true }),
-            }
+            err.exit_code()
         }
     }
 }

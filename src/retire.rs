@@ -22,7 +22,7 @@ use crate::lease::{Acquired, Lease, LeaseError, LeaseHolder, LeaseKind};
 use crate::listing::list_table;
 use crate::load::{prepare, RowStream};
 use crate::redis::{CommandBatch, Connection, Reply};
-use crate::run::Engine;
+use crate::run::{CommandOutcome, Engine, ExitCode};
 use crate::throttle::RateLimiter;
 
 /// How to retire.
@@ -94,6 +94,28 @@ impl RetireError {
     }
 }
 
+impl RetireError {
+    /// Logs `retire_failed`.
+    pub fn log(&self, table: &TableConfig) {
+        tracing::error!(
+            event = "retire_failed",
+            table = %table.name,
+            layout = table.layout_name(),
+            error = %self,
+            retry = self.is_transient(),
+            "retire stopped"
+        );
+    }
+
+    /// Refused: 2 (a configuration matter); anything else: 3 (run it again to go on).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RetireError::Refused { .. } => ExitCode::of(CommandOutcome::InvalidConfig),
+            _ => ExitCode::of(CommandOutcome::Report { failed: true }),
+        }
+    }
+}
+
 /// What a retire did (`retire --json`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RetireSummary {
@@ -113,6 +135,39 @@ pub struct RetireSummary {
     pub partitions_gone: u64,
     /// Wall time.
     pub duration_ms: u64,
+}
+
+impl RetireSummary {
+    /// Logs `retire_finished`.
+    pub fn log_finished(&self) {
+        tracing::info!(
+            event = "retire_finished",
+            table = %self.table,
+            layout = %self.layout,
+            dry_run = self.dry_run,
+            partitions = self.partitions,
+            keys_unlinked = self.keys_unlinked,
+            keys_absent = self.keys_absent,
+            partitions_gone = self.partitions_gone,
+            duration_ms = self.duration_ms,
+            "retire finished"
+        );
+    }
+
+    /// The line `retire` prints.
+    pub fn text(&self) -> String {
+        if self.dry_run {
+            format!(
+                "would retire {} ({}): {} partitions, about {} keys; pass --yes to delete them",
+                self.table, self.layout, self.partitions, self.keys_unlinked
+            )
+        } else {
+            format!(
+                "retired {} ({}): {} partitions, {} keys unlinked, its ledger removed",
+                self.table, self.layout, self.partitions, self.keys_unlinked
+            )
+        }
+    }
 }
 
 /// Why `table` may not be retired, if it may not: the only layout of its name (unless `force`),

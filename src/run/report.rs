@@ -403,4 +403,49 @@ mod tests {
             "{text}"
         );
     }
+
+    fn layout(
+        table: &str,
+        layout: &str,
+        watermark: Option<&str>,
+        passed: Option<bool>,
+    ) -> LedgerStatus {
+        LedgerStatus {
+            table: table.into(),
+            layout: layout.into(),
+            watermark: watermark.map(|d| d.parse().unwrap()),
+            verified: passed.map(|passed| VerifyRecord {
+                passed,
+                ..VerifyRecord::default()
+            }),
+            ..LedgerStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_layout_is_ready_once_caught_up_with_the_others_and_verified() {
+        let mut statuses = vec![
+            layout("orders", "default", Some("2026-11-21"), Some(true)),
+            layout("orders", "v2", Some("2026-11-20"), Some(true)),
+            layout("orders", "v3", None, None),
+            layout("items", "default", Some("2026-11-01"), Some(false)),
+            layout("users", "default", Some("2026-11-01"), Some(true)),
+        ];
+        mark_ready(&mut statuses);
+        let got: Vec<(bool, bool)> = statuses.iter().map(|s| (s.caught_up, s.ready)).collect();
+        assert_eq!(
+            got,
+            [
+                (true, true),
+                (false, false),
+                (false, false),
+                (true, false),
+                (true, true)
+            ],
+            "v2 is a day behind; items failed its verify; another table's watermark does not count"
+        );
+        statuses[1].watermark = statuses[0].watermark;
+        mark_ready(&mut statuses);
+        assert!(statuses[1].ready);
+    }
 }
