@@ -53,6 +53,8 @@ pub struct PlanLine {
 pub struct TableReport {
     /// Table.
     pub table: String,
+    /// Layout (`default` without `layout`).
+    pub layout: String,
     /// Today as used.
     pub today: Option<NaiveDate>,
     /// Late date.
@@ -124,6 +126,7 @@ impl Engine {
                 Err(err) => {
                     report.tables.push(TableReport {
                         table: table.name.clone(),
+                        layout: table.layout_name().to_string(),
                         today: None,
                         late: None,
                         partitions: Vec::new(),
@@ -162,6 +165,7 @@ impl Engine {
             }
             report.tables.push(TableReport {
                 table: table.name.clone(),
+                layout: table.layout_name().to_string(),
                 today: Some(plan.today),
                 late: plan.late,
                 partitions: lines,
@@ -325,6 +329,9 @@ pub fn format_plan(report: &PlanReport) -> String {
     let mut out = String::new();
     for table in &report.tables {
         out.push_str(&format!("table {}", table.table));
+        if table.layout != crate::config::DEFAULT_LAYOUT {
+            out.push_str(&format!(" layout {}", table.layout));
+        }
         if let Some(today) = table.today {
             out.push_str(&format!(" (today {today})"));
         }
@@ -373,6 +380,7 @@ mod tests {
         let report = PlanReport {
             tables: vec![TableReport {
                 table: "orders".into(),
+                layout: "default".into(),
                 today: NaiveDate::from_ymd_opt(2026, 11, 22),
                 late: None,
                 partitions: vec![PlanLine {
