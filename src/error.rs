@@ -298,6 +298,17 @@ pub enum PartitionError {
         /// The table's `max_skipped_ratio`.
         max_skipped_ratio: f64,
     },
+    /// `verify_sample`: rows read back from Redis right after the load did not match what the
+    /// load wrote, so the partition is not recorded (the next run loads it again).
+    #[error("verify_sample: {mismatched} of {sampled} sampled keys do not match after the load (first: {example}): not recorded")]
+    VerifyFailed {
+        /// Keys sampled.
+        sampled: u64,
+        /// Keys missing, different or with a wrong expiry.
+        mismatched: u64,
+        /// The first mismatch: kind, key, expected and found (shortened).
+        example: String,
+    },
     /// The load was cancelled (shutdown).
     #[error("cancelled before the partition was fully written")]
     Cancelled,
@@ -327,7 +338,8 @@ impl PartitionError {
             PartitionError::Cancelled
             | PartitionError::LeaseLost { .. }
             | PartitionError::TaskDied { .. }
-            | PartitionError::TooManySkippedKeys { .. } => false,
+            | PartitionError::TooManySkippedKeys { .. }
+            | PartitionError::VerifyFailed { .. } => false,
         }
     }
 

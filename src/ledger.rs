@@ -12,6 +12,12 @@
 //!   [`crate::lease`]). A run records a partition only while it holds its lease: the record
 //!   script checks the lease and writes in one step ([`Ledger::record_leased`]).
 //!
+//! - `<prefix>:{<table>}:verified`: hash, the last `verify` of the table (see
+//!   [`crate::verify::record`]).
+//!
+//! `<table>` is the table's ledger id ([`crate::config::TableConfig::ledger_id`]): its name, or
+//! `name@layout` for a table with a `layout`, so each layout has its own ledger.
+//!
 //! A record attempt whose reply never came may still land later (a stalled Redis works through
 //! what it had buffered). So a record that failed is **settled** before the partition is reported
 //! failed: one script fences the attempt's token (a late arrival of it then does nothing) and
@@ -199,6 +205,25 @@ impl Ledger {
     /// Key of the set of a table's fenced record attempts.
     pub fn fenced_key(&self, table: &str) -> String {
         format!("{}:{{{table}}}:fenced", self.prefix)
+    }
+
+    /// Key of the hash holding a table's (layout's) last verify result (see [`crate::verify`]).
+    pub fn verified_key(&self, table: &str) -> String {
+        format!("{}:{{{table}}}:verified", self.prefix)
+    }
+
+    /// Removes a table's ledger: entries, watermark, fenced attempts and verify result (a
+    /// retired layout). Returns the keys deleted.
+    pub async fn remove(&self, table: &str) -> Result<i64, RedisError> {
+        self.control
+            .query_idempotent(
+                ::redis::cmd("DEL")
+                    .arg(self.partitions_key(table))
+                    .arg(self.watermark_key(table))
+                    .arg(self.fenced_key(table))
+                    .arg(self.verified_key(table)),
+            )
+            .await
     }
 
     /// Every recorded partition of a table. Unreadable entries are returned as errors, not skipped.

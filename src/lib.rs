@@ -21,6 +21,9 @@
 //! - [`export`]: the RESP stream of a partition, for `redis-cli --pipe`.
 //! - [`run`]: a whole run: plan every table, load, record, summarize (typed outcomes, counters,
 //!   calendar, watermark, retries); also the read-only reports `plan`, `status`, `check`.
+//! - [`verify`]: `verify` and `verify_sample`: partitions re-read, encoded as a load does, and
+//!   compared with what Redis holds.
+//! - [`retire`]: `retire`: the keys of an old layout deleted, derived from its ledger.
 //! - [`throttle`]: write-rate limits and the adaptive back-off that keeps readers fast.
 //! - [`daemon`]: the cron-scheduled daemon.
 //! - [`logging`]: structured log setup.
@@ -39,7 +42,9 @@ pub mod logging;
 pub mod plan;
 pub mod reader;
 pub mod redis;
+pub mod retire;
 pub mod run;
 pub mod source;
 pub mod template;
 pub mod throttle;
+pub mod verify;

@@ -163,6 +163,85 @@ pub fn check_skipped_keys(table: &TableConfig, stats: &Counters) -> Result<(), P
     })
 }
 
+/// Every row of a prepared partition in file order, one encoded record batch at a time, encoded
+/// exactly as a load encodes them (verify and retire read partitions this way, awaiting between
+/// batches).
+pub struct RowStream {
+    files: std::vec::IntoIter<(OpenedFile, RowEncoder, parquet::arrow::ProjectionMask)>,
+    current: Option<FileRows>,
+    rows: EncodedRows,
+    read: u64,
+}
+
+/// The file a [`RowStream`] is in.
+struct FileRows {
+    path: String,
+    expected: u64,
+    decoded: u64,
+    encoder: RowEncoder,
+    batches: mpsc::Receiver<Result<arrow_array::RecordBatch, FileError>>,
+}
+
+impl RowStream {
+    /// The rows of `prepared`.
+    pub fn new(prepared: PreparedPartition) -> RowStream {
+        RowStream {
+            files: prepared.files.into_iter(),
+            current: None,
+            rows: EncodedRows::new(),
+            read: 0,
+        }
+    }
+
+    /// Rows read so far.
+    pub fn rows_read(&self) -> u64 {
+        self.read
+    }
+
+    /// The next record batch's encoded rows; `None` once every file is read (each checked to
+    /// have as many rows as its footer says).
+    pub async fn next(&mut self) -> Result<Option<&EncodedRows>, PartitionError> {
+        loop {
+            let Some(file) = &mut self.current else {
+                let Some((opened, encoder, mask)) = self.files.next() else {
+                    return Ok(None);
+                };
+                self.current = Some(FileRows {
+                    path: opened.file.path.clone(),
+                    expected: opened.num_rows(),
+                    decoded: 0,
+                    encoder,
+                    batches: opened.stream(mask, READ_AHEAD_BATCHES),
+                });
+                continue;
+            };
+            let Some(batch) = file.batches.recv().await else {
+                if file.decoded != file.expected {
+                    return Err(FileError::Truncated {
+                        path: file.path.clone(),
+                        decoded: file.decoded,
+                        expected: file.expected,
+                    }
+                    .into());
+                }
+                self.current = None;
+                continue;
+            };
+            let batch = batch?;
+            file.decoded += batch.num_rows() as u64;
+            self.read += batch.num_rows() as u64;
+            self.rows.clear();
+            file.encoder
+                .encode_batch(&batch, &mut self.rows)
+                .map_err(|source| FileError::Schema {
+                    path: file.path.clone(),
+                    source,
+                })?;
+            return Ok(Some(&self.rows));
+        }
+    }
+}
+
 /// What to send for each encoded row.
 #[derive(Debug, Clone, Copy)]
 pub enum RowCommand {

@@ -35,9 +35,12 @@ struct Cli {
 
 #[derive(Args)]
 struct TableSelection {
-    /// Only these tables (repeatable; default: all).
+    /// Only these tables (repeatable; default: all), every layout of each.
     #[arg(long = "table", short = 't')]
     tables: Vec<String>,
+    /// Only this layout of them (`default`: the entries without `layout`).
+    #[arg(long)]
+    layout: Option<String>,
     /// Take this date (YYYY-MM-DD) as today instead of the current business day.
     #[arg(long)]
     as_of: Option<NaiveDate>,
@@ -52,6 +55,26 @@ struct ShardSelection {
     /// Load one of N shards, its index I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
     #[arg(long, value_name = "N")]
     shards: Option<u32>,
+}
+
+impl TableSelection {
+    /// The tables for [`RunOptions::tables`]: as given, or with `--layout` one `name@layout`
+    /// each.
+    fn resolve(&self, config: &Config) -> Result<Vec<String>, ExitCode> {
+        if self.layout.is_none() {
+            return Ok(self.tables.clone());
+        }
+        match config.select_layouts(&self.tables, self.layout.as_deref()) {
+            Ok(tables) => Ok(tables
+                .iter()
+                .map(|t| format!("{}@{}", t.name, t.layout_name()))
+                .collect()),
+            Err(err) => {
+                eprintln!("error: {err}");
+                Err(ExitCode::of(CommandOutcome::InvalidConfig))
+            }
+        }
+    }
 }
 
 impl ShardSelection {
@@ -114,11 +137,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the ledger and watermark of each table.
+    /// Show the ledger and watermark of each table (layout), and whether it is ready.
     Status {
         /// Only these tables.
         #[arg(long = "table", short = 't')]
         tables: Vec<String>,
+        /// Only this layout.
+        #[arg(long)]
+        layout: Option<String>,
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -143,6 +169,54 @@ enum Command {
         /// Output file (default: stdout).
         #[arg(long, short)]
         out: Option<PathBuf>,
+    },
+    /// Compare Redis with what a load of each loaded partition writes (exit 6 on a mismatch).
+    Verify {
+        /// Only these tables (repeatable; default: all), every layout of each.
+        #[arg(long = "table", short = 't')]
+        tables: Vec<String>,
+        /// Only this layout (`default`: the entries without `layout`).
+        #[arg(long)]
+        layout: Option<String>,
+        /// Only this partition date (YYYY-MM-DD).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        date: Option<NaiveDate>,
+        /// First date, inclusive.
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Last date, inclusive.
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        /// Keys sampled per partition (default 1000).
+        #[arg(long, conflicts_with = "full")]
+        sample: Option<u64>,
+        /// Every key of every partition.
+        #[arg(long)]
+        full: bool,
+        /// Seed of the samples (default: one per table and date, the same on every run).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the keys of an old layout, derived from its ledger, then its ledger (resumable).
+    Retire {
+        /// The table.
+        #[arg(long = "table", short = 't')]
+        table: String,
+        /// The layout to retire (`default`: the entry without `layout`).
+        #[arg(long)]
+        layout: String,
+        /// Delete (without it: only say what would be deleted).
+        #[arg(long)]
+        yes: bool,
+        /// Retire the table's only layout too.
+        #[arg(long)]
+        force: bool,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Run on the configured cron schedule until SIGTERM or Ctrl-C.
     Daemon {
@@ -218,8 +292,12 @@ async fn execute(cli: Cli) -> ExitCode {
                 Ok(shard) => shard,
                 Err(exit) => return exit,
             };
+            let tables = match selection.resolve(engine.config()) {
+                Ok(tables) => tables,
+                Err(exit) => return exit,
+            };
             let options = RunOptions {
-                tables: selection.tables,
+                tables,
                 as_of: selection.as_of,
                 dry_run,
                 backfill: None,
@@ -239,8 +317,12 @@ async fn execute(cli: Cli) -> ExitCode {
                 Ok(shard) => shard,
                 Err(exit) => return exit,
             };
+            let tables = match selection.resolve(engine.config()) {
+                Ok(tables) => tables,
+                Err(exit) => return exit,
+            };
             let options = RunOptions {
-                tables: selection.tables,
+                tables,
                 as_of: selection.as_of,
                 dry_run: false,
                 backfill: Some(Backfill { from, to, force }),
@@ -249,7 +331,10 @@ async fn execute(cli: Cli) -> ExitCode {
             run(&engine, options, json, &shutdown).await
         }
         Command::Plan { selection, json } => {
-            let tables = match engine.config().select_tables(&selection.tables) {
+            let tables = match engine
+                .config()
+                .select_layouts(&selection.tables, selection.layout.as_deref())
+            {
                 Ok(tables) => tables,
                 Err(err) => {
                     eprintln!("error: {err}");
@@ -266,8 +351,12 @@ async fn execute(cli: Cli) -> ExitCode {
                 failed: report.tables.iter().any(|t| t.error.is_some()),
             })
         }
-        Command::Status { tables, json } => {
-            let tables = match engine.config().select_tables(&tables) {
+        Command::Status {
+            tables,
+            layout,
+            json,
+        } => {
+            let tables = match engine.config().select_layouts(&tables, layout.as_deref()) {
                 Ok(tables) => tables,
                 Err(err) => {
                     eprintln!("error: {err}");
@@ -280,15 +369,21 @@ async fn execute(cli: Cli) -> ExitCode {
             } else {
                 for s in &status {
                     let d = |d: Option<NaiveDate>| d.map_or("-".to_string(), |d| d.to_string());
+                    let verified = s.verified.as_ref().map_or("never".to_string(), |v| {
+                        let result = if v.passed { "passed" } else { "FAILED" };
+                        format!("{result} {}", v.verified_at)
+                    });
                     println!(
-                        "{}: {} partitions loaded ({} .. {}), watermark {}, {} keys, last load {}{}",
+                        "{} ({}): {} partitions loaded ({} .. {}), watermark {}, {} keys, last load {}, verify {verified}, {}{}",
                         s.table,
+                        s.layout,
                         s.partitions_loaded,
                         d(s.oldest_loaded),
                         d(s.newest_loaded),
                         d(s.watermark),
                         s.keys,
                         s.last_loaded_at.as_deref().unwrap_or("-"),
+                        if s.ready { "ready" } else if s.caught_up { "not verified" } else { "not caught up" },
                         s.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
                     );
                 }
@@ -296,6 +391,51 @@ async fn execute(cli: Cli) -> ExitCode {
             ExitCode::of(CommandOutcome::Report {
                 failed: status.iter().any(|s| s.error.is_some()),
             })
+        }
+        Command::Verify {
+            tables,
+            layout,
+            date,
+            from,
+            to,
+            sample,
+            full,
+            seed,
+            json,
+        } => {
+            let tables = match engine.config().select_layouts(&tables, layout.as_deref()) {
+                Ok(tables) => tables,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return ExitCode::of(CommandOutcome::InvalidConfig);
+                }
+            };
+            let options = coldsync::verify::VerifyOptions {
+                from: date.or(from),
+                to: date.or(to),
+                sample: (!full).then(|| sample.unwrap_or(coldsync::verify::DEFAULT_SAMPLE)),
+                seed,
+            };
+            let summary = engine.verify(&tables, &options).await;
+            if json {
+                print_json(&summary);
+            } else {
+                print!("{}", summary.text());
+            }
+            ExitCode::of(CommandOutcome::Verify {
+                mismatched: summary.counts.mismatched() > 0,
+                failed: summary.partitions_failed > 0,
+            })
+        }
+        Command::Retire {
+            table,
+            layout,
+            yes,
+            force,
+            json,
+        } => {
+            let options = coldsync::retire::RetireOptions { yes, force };
+            retire(&engine, &table, &layout, options, json, &shutdown).await
         }
         Command::Check { .. } => {
             let tables = engine.config().tables.clone();
@@ -393,6 +533,43 @@ async fn run(
         }
         Err(err) => {
             tracing::error!(event = "run_failed", error = %err, "run could not start");
+            eprintln!("error: {err}");
+            err.exit_code()
+        }
+    }
+}
+
+/// `retire`: refused (exit 2), failed or stopped (exit 3; run it again to go on), done (0).
+async fn retire(
+    engine: &Engine,
+    table: &str,
+    layout: &str,
+    options: coldsync::retire::RetireOptions,
+    json: bool,
+    shutdown: &CancellationToken,
+) -> ExitCode {
+    let table = match engine
+        .config()
+        .select_layouts(&[table.to_string()], Some(layout))
+    {
+        Ok(mut tables) => tables.remove(0),
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::of(CommandOutcome::InvalidConfig);
+        }
+    };
+    match engine.retire(&table, options, shutdown).await {
+        Ok(summary) => {
+            summary.log_finished();
+            if json {
+                print_json(&summary);
+            } else {
+                println!("{}", summary.text());
+            }
+            ExitCode::of(CommandOutcome::Report { failed: false })
+        }
+        Err(err) => {
+            err.log(&table);
             eprintln!("error: {err}");
             err.exit_code()
         }

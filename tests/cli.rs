@@ -703,7 +703,9 @@ fn plan_status_and_backfill_json() {
 
 #[test]
 fn help_works_for_every_subcommand() {
-    let subcommands = ["run", "plan", "backfill", "status", "check", "daemon"];
+    let subcommands = [
+        "run", "plan", "backfill", "status", "check", "daemon", "verify", "retire",
+    ];
     let top = run_cli(&["--help"], &[]);
     assert_eq!(top.status_code, 0, "{}", top.dump());
     for sub in subcommands {

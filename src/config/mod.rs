@@ -31,7 +31,7 @@ pub use self::raw::RawConfig;
 pub use self::redis::RedisConfig;
 pub use self::secret::{OptionValue, Secret};
 pub use self::source::SourceConfig;
-pub use self::tables::{Completeness, LoadMode, TableConfig};
+pub use self::tables::{Completeness, LoadMode, TableConfig, DEFAULT_LAYOUT};
 use crate::error::ConfigError;
 
 /// Validated configuration.
@@ -89,23 +89,59 @@ impl Config {
         raw.build(env)
     }
 
-    /// The tables named in `names` (all when empty); an unknown name is an error.
+    /// The tables named in `names` (all when empty), every layout of each; an unknown name is
+    /// an error.
     pub fn select_tables(&self, names: &[String]) -> Result<Vec<TableConfig>, ConfigError> {
+        self.select_layouts(names, None)
+    }
+
+    /// [`Config::select_tables`], narrowed to `layout` when given (`default`: the entries without
+    /// `layout`); a name without that layout is an error. A name may name its layout itself:
+    /// `orders@v2`.
+    pub fn select_layouts(
+        &self,
+        names: &[String],
+        layout: Option<&str>,
+    ) -> Result<Vec<TableConfig>, ConfigError> {
+        let of_layout = |t: &&TableConfig| layout.is_none_or(|l| t.layout_name() == l);
         if names.is_empty() {
-            return Ok(self.tables.clone());
+            let tables: Vec<TableConfig> = self.tables.iter().filter(of_layout).cloned().collect();
+            if tables.is_empty() {
+                return Err(invalid(
+                    "--layout",
+                    format!("no table has layout {:?}", layout.unwrap_or_default()),
+                ));
+            }
+            return Ok(tables);
         }
-        names
-            .iter()
-            .map(|name| {
-                self.tables
-                    .iter()
-                    .find(|t| &t.name == name)
-                    .cloned()
-                    .ok_or_else(|| {
-                        invalid("--table", format!("no table named {name:?} in the config"))
-                    })
-            })
-            .collect()
+        let mut selected = Vec::new();
+        for name in names {
+            // `orders@v2`: one layout of a table (what `--table orders --layout v2` passes on).
+            let (name, layout) = match name.split_once('@') {
+                Some((name, own)) => (name, Some(own)),
+                None => (name.as_str(), layout),
+            };
+            let of_layout = |t: &&TableConfig| layout.is_none_or(|l| t.layout_name() == l);
+            let named: Vec<&TableConfig> = self.tables.iter().filter(|t| t.name == name).collect();
+            if named.is_empty() {
+                return Err(invalid(
+                    "--table",
+                    format!("no table named {name:?} in the config"),
+                ));
+            }
+            let chosen: Vec<&TableConfig> = named.into_iter().filter(of_layout).collect();
+            if chosen.is_empty() {
+                return Err(invalid(
+                    "--layout",
+                    format!(
+                        "table {name:?} has no layout {:?}",
+                        layout.unwrap_or_default()
+                    ),
+                ));
+            }
+            selected.extend(chosen.into_iter().cloned());
+        }
+        Ok(selected)
     }
 }
 
@@ -137,10 +173,28 @@ impl RawConfig {
         let mut tables = Vec::with_capacity(self.tables.len());
         for (index, table) in self.tables.into_iter().enumerate() {
             let built = TableConfig::build(index, table, &self.defaults)?;
-            if !seen.insert(built.name.clone()) {
+            if !seen.insert(built.ledger_id()) {
                 return Err(invalid(
                     format!("tables[{index}].name"),
-                    format!("duplicate table name {:?}", built.name),
+                    format!(
+                        "duplicate table name {:?} with layout {:?}: two entries of one name need different layouts",
+                        built.name,
+                        built.layout_name()
+                    ),
+                ));
+            }
+            if let Some(other) = tables
+                .iter()
+                .find(|t: &&TableConfig| t.name == built.name && t.key == built.key)
+            {
+                return Err(invalid(
+                    format!("tables[{index}] ({}).key", built.name),
+                    format!(
+                        "layout {:?} has the key template of layout {:?} ({}): two layouts of a table must write different keys, or each overwrites the other's",
+                        built.layout_name(),
+                        other.layout_name(),
+                        built.key
+                    ),
                 ));
             }
             tables.push(built);

@@ -198,6 +198,7 @@ pub(super) struct RawTableOptions {
     pub(super) lease_wait: Option<String>,
     pub(super) wait_for_partition: Option<String>,
     pub(super) wait_poll_interval: Option<String>,
+    pub(super) verify_sample: Option<u64>,
 }
 
 impl RawTableOptions {
@@ -225,6 +226,7 @@ impl RawTableOptions {
         "lease_wait",
         "wait_for_partition",
         "wait_poll_interval",
+        "verify_sample",
     ];
 }
 
@@ -236,6 +238,8 @@ pub(super) struct RawTable {
     pub(super) path: String,
     pub(super) key: String,
     pub(super) columns: Option<Vec<String>>,
+    /// The table's layout (part of its identity; never from `[defaults]`).
+    pub(super) layout: Option<String>,
     #[serde(flatten)]
     pub(super) options: BTreeMap<String, toml::Value>,
 }

@@ -90,7 +90,16 @@ pub struct TableConfig {
     pub wait_for_partition: Duration,
     /// How often the table is listed again while waiting for a late partition.
     pub wait_poll_interval: Duration,
+    /// The layout (`layout`): part of the table's identity, so that one source table can be
+    /// loaded under two layouts at once, each with its own ledger. `None`: the default layout.
+    pub layout: Option<String>,
+    /// Rows of each loaded partition verified against Redis before it is recorded (0: none).
+    pub verify_sample: u64,
 }
+
+/// `--layout default` (and the `layout` field of events and reports) names a table without
+/// `layout`: the reserved name cannot be configured.
+pub const DEFAULT_LAYOUT: &str = "default";
 
 impl TableConfig {
     /// Parses a partition value into a date with this table's format.
@@ -116,6 +125,21 @@ impl TableConfig {
             timestamp: self.timestamp,
             date: self.date,
         })
+    }
+
+    /// The table's identity in the ledger, leases and watermark: its name, or `name@layout`
+    /// (inside the hash tag: `coldsync:{orders@v2}:partitions`). The default layout keeps the
+    /// plain name, so ledgers written before layouts existed stay valid.
+    pub fn ledger_id(&self) -> String {
+        match &self.layout {
+            Some(layout) => format!("{}@{layout}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The layout's name as events and reports show it (`default` without `layout`).
+    pub fn layout_name(&self) -> &str {
+        self.layout.as_deref().unwrap_or(DEFAULT_LAYOUT)
     }
 
     /// Columns used by the key template.
@@ -147,6 +171,19 @@ impl TableConfig {
             ));
         }
         let at = |field: &str| format!("tables[{index}] ({name}).{field}");
+        if let Some(layout) = &raw.layout {
+            if layout.is_empty()
+                || layout == DEFAULT_LAYOUT
+                || !layout
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return Err(invalid(
+                    at("layout"),
+                    format!("{layout:?} must be non-empty, not {DEFAULT_LAYOUT:?}, and use only letters, digits, '_', '-', '.'"),
+                ));
+            }
+        }
         let path = raw.path.trim_matches('/').to_string();
         if path.is_empty() || path.split('/').any(|part| part == ".." || part.is_empty()) {
             return Err(invalid(
@@ -268,6 +305,8 @@ impl TableConfig {
             (_, columns) => columns,
         };
         Ok(TableConfig {
+            layout: raw.layout,
+            verify_sample: pick!(verify_sample).unwrap_or(0),
             name: raw.name,
             path,
             partition_column,

@@ -33,7 +33,7 @@ use crate::listing::{list_table, TableListing};
 use crate::plan::{plan_table, TablePlan};
 use crate::redis::Connector;
 use crate::source::build_operator;
-use crate::throttle::{run_adaptive, RateLimit, ADAPTIVE_CEILING};
+use crate::throttle::{run_adaptive, RateLimit, RateLimiter, ADAPTIVE_CEILING};
 
 use restarts::TableRun;
 
@@ -158,6 +158,23 @@ impl Engine {
         &self.operator
     }
 
+    /// Opens the engine's Redis connections.
+    pub fn connector(&self) -> &Arc<Connector> {
+        &self.connector
+    }
+
+    /// The rate limits of `table`: `redis.max_keys_per_sec` (or the adaptive rate) shared by
+    /// every table, and the table's own `max_keys_per_sec`.
+    pub fn table_limiter(&self, table: &TableConfig) -> RateLimiter {
+        let limits = self
+            .global_limit
+            .iter()
+            .cloned()
+            .chain(table.max_keys_per_sec.map(RateLimit::new))
+            .collect();
+        RateLimiter::new(limits)
+    }
+
     /// Lists a table and plans it against the ledger.
     pub async fn plan_table(
         &self,
@@ -165,7 +182,7 @@ impl Engine {
         as_of: Option<NaiveDate>,
     ) -> Result<(TableListing, BTreeMap<NaiveDate, LedgerEntry>, TablePlan), PartitionError> {
         let listing = list_table(&self.operator, table).await?;
-        let entries = self.ledger.entries(&table.name).await?;
+        let entries = self.ledger.entries(&table.ledger_id()).await?;
         let fingerprints = entries
             .iter()
             .map(|(date, entry)| (*date, entry.fingerprint.clone()))

@@ -65,6 +65,8 @@ pub enum ExitCode {
     Late = 4,
     /// Nothing failed, but another run held a table's lease: that table was skipped.
     LeaseHeld = 5,
+    /// `verify` found keys missing, different or with a wrong expiry.
+    Mismatch = 6,
 }
 
 /// The exit codes by their old constant names (`exit_code::OK`).
@@ -83,6 +85,8 @@ pub mod exit_code {
     pub const LATE: ExitCode = ExitCode::Late;
     /// Nothing failed, but another run held a table's lease: that table was skipped.
     pub const LEASE_HELD: ExitCode = ExitCode::LeaseHeld;
+    /// `verify` found keys missing, different or with a wrong expiry.
+    pub const MISMATCH: ExitCode = ExitCode::Mismatch;
 }
 
 /// How a command ended, as far as its exit code goes.
@@ -99,6 +103,14 @@ pub enum CommandOutcome<'a> {
     /// table (or the exported partition) failed.
     Report {
         /// Something it reports on failed.
+        failed: bool,
+    },
+    /// `verify` finished: `mismatched` when a key was missing, different or had a wrong expiry
+    /// (exit 6, before anything else), `failed` when a partition could not be verified (exit 3).
+    Verify {
+        /// A key did not match.
+        mismatched: bool,
+        /// A partition (or table) could not be verified.
         failed: bool,
     },
     /// The config file, or an argument checked against it (unknown table), is invalid.
@@ -128,6 +140,11 @@ impl ExitCode {
             }
             CommandOutcome::Report { failed: true } => ExitCode::Failed,
             CommandOutcome::Report { failed: false } => ExitCode::Ok,
+            CommandOutcome::Verify {
+                mismatched: true, ..
+            } => ExitCode::Mismatch,
+            CommandOutcome::Verify { failed: true, .. } => ExitCode::Failed,
+            CommandOutcome::Verify { .. } => ExitCode::Ok,
             CommandOutcome::InvalidConfig => ExitCode::Config,
             CommandOutcome::StartFailed(StartError::Config(_)) => ExitCode::Config,
             CommandOutcome::StartFailed(StartError::Source(_) | StartError::Redis(_)) => {
@@ -152,6 +169,7 @@ impl ExitCode {
             ExitCode::Failed,
             ExitCode::Late,
             ExitCode::LeaseHeld,
+            ExitCode::Mismatch,
         ]
         .into_iter()
         .find(|exit| exit.code() == code)
@@ -181,6 +199,8 @@ impl From<ExitCode> for std::process::ExitCode {
 pub struct TableOutcome {
     /// Table name.
     pub table: String,
+    /// The table's layout (`default` without `layout`).
+    pub layout: String,
     /// `ok`, `late`, `failed`.
     pub status: TableStatus,
     /// Partitions loaded in this run.
@@ -211,8 +231,15 @@ impl TableOutcome {
     pub fn new(table: &str) -> TableOutcome {
         TableOutcome {
             table: table.to_string(),
+            layout: crate::config::DEFAULT_LAYOUT.to_string(),
             ..TableOutcome::default()
         }
+    }
+
+    /// The same outcome, of `layout`.
+    pub fn in_layout(mut self, layout: &str) -> TableOutcome {
+        self.layout = layout.to_string();
+        self
     }
 
     /// Worsens the status to `status` (a failed table stays failed when it is also late).
@@ -230,6 +257,7 @@ impl TableOutcome {
             event = "table_finished",
             run_id = %run_id,
             table = %self.table,
+            layout = %self.layout,
             status = self.status.as_str(),
             shard,
             partitions_loaded = self.partitions_loaded,
@@ -379,6 +407,16 @@ mod tests {
         assert_eq!(ExitCode::of(CommandOutcome::Report { failed: false }), 0);
         assert_eq!(ExitCode::of(CommandOutcome::Daemon { failed: true }), 2);
         assert_eq!(ExitCode::of(CommandOutcome::Daemon { failed: false }), 0);
+        let verify =
+            |mismatched, failed| ExitCode::of(CommandOutcome::Verify { mismatched, failed });
+        assert_eq!(
+            verify(true, true),
+            6,
+            "a mismatch is reported before a failure"
+        );
+        assert_eq!(verify(true, false), 6);
+        assert_eq!(verify(false, true), 3);
+        assert_eq!(verify(false, false), 0);
     }
 
     #[test]
@@ -390,6 +428,7 @@ mod tests {
             (exit_code::FAILED, 3),
             (exit_code::LATE, 4),
             (exit_code::LEASE_HELD, 5),
+            (exit_code::MISMATCH, 6),
         ];
         for (exit, code) in all {
             assert_eq!(exit, code);
@@ -397,7 +436,8 @@ mod tests {
             assert_eq!(ExitCode::from_code(code), Some(exit));
         }
         // Was `from_code(5)`: 5 is the lease's code now (issue 7).
-        assert_eq!(ExitCode::from_code(6), None);
+        assert_eq!(ExitCode::from_code(6), Some(ExitCode::Mismatch));
+        assert_eq!(ExitCode::from_code(7), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::encode::ValueFormat;
 use crate::error::PartitionError;
 use crate::load::prepare;
 use crate::plan::PartitionState;
+use crate::verify::record::{load as verify_record, VerifyRecord};
 
 /// The `target` of the reports' log events: `coldsync::report`, the module they came from
 /// before it moved under `run`, so that log lines stay as they were.
@@ -52,6 +53,8 @@ pub struct PlanLine {
 pub struct TableReport {
     /// Table.
     pub table: String,
+    /// Layout (`default` without `layout`).
+    pub layout: String,
     /// Today as used.
     pub today: Option<NaiveDate>,
     /// Late date.
@@ -123,6 +126,7 @@ impl Engine {
                 Err(err) => {
                     report.tables.push(TableReport {
                         table: table.name.clone(),
+                        layout: table.layout_name().to_string(),
                         today: None,
                         late: None,
                         partitions: Vec::new(),
@@ -161,6 +165,7 @@ impl Engine {
             }
             report.tables.push(TableReport {
                 table: table.name.clone(),
+                layout: table.layout_name().to_string(),
                 today: Some(plan.today),
                 late: plan.late,
                 partitions: lines,
@@ -193,12 +198,18 @@ impl Engine {
     pub async fn status(&self, tables: &[TableConfig]) -> Vec<LedgerStatus> {
         let mut out = Vec::new();
         for table in tables {
+            let id = table.ledger_id();
             let status = match (
-                self.ledger().entries(&table.name).await,
-                self.ledger().watermark(&table.name).await,
+                self.ledger().entries(&id).await,
+                self.ledger().watermark(&id).await,
+                verify_record(self.ledger(), table).await,
             ) {
-                (Ok(entries), Ok(watermark)) => LedgerStatus {
+                (Ok(entries), Ok(watermark), Ok(verified)) => LedgerStatus {
                     table: table.name.clone(),
+                    layout: table.layout_name().to_string(),
+                    verified,
+                    caught_up: false,
+                    ready: false,
                     partitions_loaded: entries.len() as u64,
                     oldest_loaded: entries.keys().next().copied(),
                     newest_loaded: entries.keys().next_back().copied(),
@@ -208,14 +219,16 @@ impl Engine {
                     last_loaded_at: entries.values().map(|e| e.loaded_at.clone()).max(),
                     error: None,
                 },
-                (Err(err), _) | (_, Err(err)) => LedgerStatus {
+                (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => LedgerStatus {
                     table: table.name.clone(),
+                    layout: table.layout_name().to_string(),
                     error: Some(err.to_string()),
                     ..LedgerStatus::default()
                 },
             };
             out.push(status);
         }
+        mark_ready(&mut out);
         out
     }
 
@@ -274,6 +287,39 @@ pub struct LedgerStatus {
     /// Error reading the ledger.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The layout (`default` without `layout`).
+    pub layout: String,
+    /// The last `verify` of this layout, if any.
+    pub verified: Option<VerifyRecord>,
+    /// The watermark has caught up with every other layout's of the table.
+    pub caught_up: bool,
+    /// Caught up, and the last verify passed: readers may switch to this layout.
+    pub ready: bool,
+}
+
+/// Sets `caught_up` and `ready` of each layout: its watermark is at least every other layout's
+/// of the same table, and its last verify passed.
+pub fn mark_ready(statuses: &mut [LedgerStatus]) {
+    let newest: Vec<Option<NaiveDate>> = statuses
+        .iter()
+        .map(|s| {
+            statuses
+                .iter()
+                .filter(|o| o.table == s.table && o.layout != s.layout)
+                .filter_map(|o| o.watermark)
+                .max()
+        })
+        .collect();
+    for (status, others) in statuses.iter_mut().zip(newest) {
+        status.caught_up = match (status.watermark, others) {
+            (Some(own), Some(others)) => own >= others,
+            (own, None) => own.is_some(),
+            (None, Some(_)) => false,
+        };
+        status.ready = status.caught_up
+            && status.error.is_none()
+            && status.verified.as_ref().is_some_and(|v| v.passed);
+    }
 }
 
 /// Text form of a plan, one line per partition; sizes in binary units (`1.43 MiB`), counts with
@@ -283,6 +329,9 @@ pub fn format_plan(report: &PlanReport) -> String {
     let mut out = String::new();
     for table in &report.tables {
         out.push_str(&format!("table {}", table.table));
+        if table.layout != crate::config::DEFAULT_LAYOUT {
+            out.push_str(&format!(" layout {}", table.layout));
+        }
         if let Some(today) = table.today {
             out.push_str(&format!(" (today {today})"));
         }
@@ -331,6 +380,7 @@ mod tests {
         let report = PlanReport {
             tables: vec![TableReport {
                 table: "orders".into(),
+                layout: "default".into(),
                 today: NaiveDate::from_ymd_opt(2026, 11, 22),
                 late: None,
                 partitions: vec![PlanLine {
@@ -360,5 +410,50 @@ mod tests {
             !text.contains("1500000") && !text.contains("3221225472"),
             "{text}"
         );
+    }
+
+    fn layout(
+        table: &str,
+        layout: &str,
+        watermark: Option<&str>,
+        passed: Option<bool>,
+    ) -> LedgerStatus {
+        LedgerStatus {
+            table: table.into(),
+            layout: layout.into(),
+            watermark: watermark.map(|d| d.parse().unwrap()),
+            verified: passed.map(|passed| VerifyRecord {
+                passed,
+                ..VerifyRecord::default()
+            }),
+            ..LedgerStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_layout_is_ready_once_caught_up_with_the_others_and_verified() {
+        let mut statuses = vec![
+            layout("orders", "default", Some("2026-11-21"), Some(true)),
+            layout("orders", "v2", Some("2026-11-20"), Some(true)),
+            layout("orders", "v3", None, None),
+            layout("items", "default", Some("2026-11-01"), Some(false)),
+            layout("users", "default", Some("2026-11-01"), Some(true)),
+        ];
+        mark_ready(&mut statuses);
+        let got: Vec<(bool, bool)> = statuses.iter().map(|s| (s.caught_up, s.ready)).collect();
+        assert_eq!(
+            got,
+            [
+                (true, true),
+                (false, false),
+                (false, false),
+                (true, false),
+                (true, true)
+            ],
+            "v2 is a day behind; items failed its verify; another table's watermark does not count"
+        );
+        statuses[1].watermark = statuses[0].watermark;
+        mark_ready(&mut statuses);
+        assert!(statuses[1].ready);
     }
 }

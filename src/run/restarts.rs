@@ -181,7 +181,7 @@ impl Engine {
         }
         // The data went to `server` (or to the one it restarted into), the entry elsewhere: the
         // data may be missing where the entry says it is.
-        let withdrawn = self.ledger.withdraw(&table.name, &recorded).await;
+        let withdrawn = self.ledger.withdraw(&table.ledger_id(), &recorded).await;
         log_withdrawn(table, date, &server, &recorded.server);
         withdrawn.map_err(|source| RedisError::Record {
             table: table.name.clone(),
@@ -236,6 +236,7 @@ fn log_withdrawn(table: &TableConfig, date: NaiveDate, data: &ServerRunId, ledge
         target: LOG_TARGET,
         event = "partition_withdrawn",
         table = %table.name,
+        layout = table.layout_name(),
         date = %date,
         data_run_id = %data,
         ledger_run_id = %ledger,

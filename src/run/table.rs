@@ -32,7 +32,7 @@ use crate::load::{check_skipped_keys, prepare, send_partition, RowCommand};
 use crate::plan::TablePlan;
 use crate::redis::control::ServerRunId;
 use crate::redis::{WriteSession, WriteStyle};
-use crate::throttle::{RateLimit, RateLimiter};
+use crate::throttle::RateLimiter;
 
 /// One partition to load, with what its load needs to know.
 #[derive(Clone, Copy)]
@@ -95,7 +95,7 @@ impl Engine {
         cancel: &CancellationToken,
         run: &mut TableRun,
     ) -> TableOutcome {
-        let mut outcome = TableOutcome::new(&table.name);
+        let mut outcome = TableOutcome::new(&table.name).in_layout(table.layout_name());
         let shard = options.shard.map(|s| s.to_string());
         let lease = if options.dry_run {
             None
@@ -103,8 +103,16 @@ impl Engine {
             let kind = options.shard.map_or(LeaseKind::Exclusive, LeaseKind::Shard);
             let holder = LeaseHolder::new(run_id, &self.config.lease.host);
             let (ttl, wait) = (self.config.lease.ttl, table.lease_wait);
-            let acquired =
-                Lease::acquire(&self.ledger, &table.name, kind, &holder, ttl, wait, cancel).await;
+            let acquired = Lease::acquire(
+                &self.ledger,
+                &table.ledger_id(),
+                kind,
+                &holder,
+                ttl,
+                wait,
+                cancel,
+            )
+            .await;
             match acquired {
                 Ok(Acquired::Held(lease, waited)) => {
                     outcome.lease_wait_ms = millis(waited);
@@ -141,19 +149,13 @@ impl Engine {
         if let Some(lease) = &lease {
             lease.keep_renewed(work.clone());
         }
-        let limits = self
-            .global_limit
-            .iter()
-            .cloned()
-            .chain(table.max_keys_per_sec.map(RateLimit::new))
-            .collect();
         let context = TableContext {
             table,
             options,
             run_id,
             cancel: &work,
             lease: lease.as_ref(),
-            limiter: RateLimiter::new(limits),
+            limiter: self.table_limiter(table),
         };
         self.run_planned_table(&context, run, &mut outcome).await;
         if let Some(lease) = lease {
@@ -168,6 +170,7 @@ impl Engine {
                     target: LOG_TARGET,
                     event = "lease_release_failed",
                     table = %table.name,
+                    layout = table.layout_name(),
                     error = %err,
                     "cannot release the table's lease: it expires by itself after [lease] ttl_secs"
                 );
@@ -205,6 +208,7 @@ impl Engine {
                     target: LOG_TARGET,
                     event = "table_replanned",
                     table = %table.name,
+                    layout = table.layout_name(),
                     pass = run.passes,
                     recorded = entries.len(),
                     "table planned again after a redis restart"
@@ -322,6 +326,7 @@ impl Engine {
                     target: LOG_TARGET,
                     event = "partition_planned",
                     table = %table.name,
+                    layout = table.layout_name(),
                     date = %date,
                     state,
                     files = partition.files.len(),
@@ -419,12 +424,14 @@ impl Engine {
         outcome: &mut TableOutcome,
     ) -> Result<(), RedisError> {
         for _ in 0..WATERMARK_ATTEMPTS {
-            let entries = self.ledger.entries(&table.name).await?;
+            let entries = self.ledger.entries(&table.ledger_id()).await?;
             let update = ledger_update(table.mode, plan, &entries, loaded_now);
-            self.ledger.forget(&table.name, &update.forget).await?;
+            self.ledger
+                .forget(&table.ledger_id(), &update.forget)
+                .await?;
             let forgotten = update.forget.iter().filter(|d| entries.contains_key(d));
             let remaining = entries.len() - forgotten.count();
-            let watermark_key = self.ledger.watermark_key(&table.name);
+            let watermark_key = self.ledger.watermark_key(&table.ledger_id());
             match lease
                 .set_watermark(&watermark_key, remaining, update.watermark)
                 .await?
@@ -467,6 +474,7 @@ impl Engine {
                     target: LOG_TARGET,
                     event = "partition_retry",
                     table = %table.name,
+                    layout = table.layout_name(),
                     date = %date,
                     attempt,
                     error = %err,
@@ -528,6 +536,10 @@ impl Engine {
         )
         .await?;
         check_skipped_keys(table, &stats)?;
+        if table.verify_sample > 0 {
+            // Before the partition is recorded (and before a snapshot deletes anything).
+            self.verify_loaded(table, partition, limiter).await?;
+        }
         if table.mode == LoadMode::Snapshot && table.delete_missing {
             let previous = entries.keys().copied().filter(|d| *d < date).max();
             match previous.and_then(|d| listing.partitions.get(&d)) {
@@ -547,6 +559,7 @@ impl Engine {
                         target: LOG_TARGET,
                         event = "snapshot_keys_deleted",
                         table = %table.name,
+                        layout = table.layout_name(),
                         date = %date,
                         previous = %old.date,
                         deleted = deleted.keys,
@@ -559,6 +572,7 @@ impl Engine {
                             target: LOG_TARGET,
                             event = "snapshot_previous_missing",
                             table = %table.name,
+                            layout = table.layout_name(),
                             date = %date,
                             previous = %previous,
                             "previous snapshot files are gone: its keys absent from the new one expire by TTL"

@@ -25,6 +25,7 @@ pub(super) fn log_plan_findings(table: &TableConfig, plan: &TablePlan) {
             target: LOG_TARGET,
             event = "partition_skipped",
             table = %table.name,
+            layout = table.layout_name(),
             value = %value,
             reason = "partition value is not a date in partition_format",
             "partition skipped"
@@ -39,6 +40,7 @@ pub(super) fn log_plan_findings(table: &TableConfig, plan: &TablePlan) {
             target: LOG_TARGET,
             event = "partition_incomplete",
             table = %table.name,
+            layout = table.layout_name(),
             date = %partition.date,
             reason = partition.reason.as_deref().unwrap_or(""),
             "partition incomplete"
@@ -48,7 +50,7 @@ pub(super) fn log_plan_findings(table: &TableConfig, plan: &TablePlan) {
 
 /// Marks the table failed and logs the `table_failed` event.
 pub(super) fn table_failed(outcome: &mut TableOutcome, err: &dyn std::fmt::Display, message: &str) {
-    tracing::error!(target: LOG_TARGET, event = "table_failed", table = %outcome.table, error = %err, "{message}");
+    tracing::error!(target: LOG_TARGET, event = "table_failed", table = %outcome.table, layout = %outcome.layout, error = %err, "{message}");
     outcome.worsen(TableStatus::Failed);
     outcome.error = Some(err.to_string());
 }
@@ -68,6 +70,7 @@ pub(super) fn log_partition_loaded(
         "partition loaded",
         event = "partition_loaded",
         table = %table.name,
+        layout = table.layout_name(),
         date = %date,
         state,
         guarded,
@@ -85,6 +88,7 @@ pub(super) fn log_keys_skipped(table: &TableConfig, date: NaiveDate, stats: &Cou
         target: LOG_TARGET,
         event = "keys_skipped",
         table = %table.name,
+        layout = table.layout_name(),
         date = %date,
         rows = stats.rows,
         skipped_null_keys = stats.skipped_null_keys,
@@ -99,6 +103,7 @@ pub(super) fn log_lease_held(table: &TableConfig, holder: &LeaseHolder, waited: 
         target: LOG_TARGET,
         event = "lease_held",
         table = %table.name,
+        layout = table.layout_name(),
         holder_run_id = %holder.run_id,
         holder_host = %holder.host,
         holder_since = %holder.since,
@@ -119,6 +124,7 @@ pub(super) fn log_partition_failed(table: &TableConfig, date: NaiveDate, err: &P
             target: LOG_TARGET,
             event = "partition_failed",
             table = %table.name,
+            layout = table.layout_name(),
             date = %date,
             file = "",
             transient = false,
@@ -134,6 +140,7 @@ pub(super) fn log_partition_failed(table: &TableConfig, date: NaiveDate, err: &P
         target: LOG_TARGET,
         event = "partition_failed",
         table = %table.name,
+        layout = table.layout_name(),
         date = %date,
         file = err.file().unwrap_or(""),
         transient = err.is_transient(),
@@ -156,6 +163,7 @@ pub(super) fn log_partition_late(
         target: LOG_TARGET,
         event = "partition_late",
         table = %table.name,
+        layout = table.layout_name(),
         date = %late,
         today = %plan.today,
         partition = %table.format_partition_value(late),

@@ -69,6 +69,7 @@ impl Engine {
                 target: LOG_TARGET,
                 event = "partition_waiting",
                 table = %table.name,
+                layout = table.layout_name(),
                 date = %date,
                 reason = %reason,
                 waited_secs = waited.as_secs(),

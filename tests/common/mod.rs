@@ -24,6 +24,7 @@
 //!   or cuts response bodies as a test's fault script says.
 //! * `scenario.rs`: the setup most tests repeat: a Redis, a temp warehouse, partitions, config,
 //!   an `Engine`.
+//! * `workspace.rs`: [`CliWorkspace`], a warehouse and a config file to run the binary on.
 //! * `tcp_proxy.rs`: [`TcpProxy`], a fault-injecting TCP proxy in front of a Redis (pause, cut,
 //!   delay, and hooks on what the client sends).
 //!
@@ -47,13 +48,14 @@ mod redis_server;
 mod s3_server;
 mod scenario;
 mod tcp_proxy;
+mod workspace;
 
 // One flat namespace for the tests (`use common::*`). A test binary that uses nothing of a helper
 // file would warn about its re-export, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
     cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*, processes::*,
-    redis_server::*, s3_server::*, scenario::*, tcp_proxy::*,
+    redis_server::*, s3_server::*, scenario::*, tcp_proxy::*, workspace::*,
 };
 
 use std::fs;

@@ -320,10 +320,19 @@ fn shape(event: &str) -> Option<Shape> {
     if counters {
         required.extend_from_slice(COUNTERS);
     }
+    let mut optional = optional.to_vec();
+    // An event that names a table names its layout too (`default` without one).
+    if required
+        .iter()
+        .chain(&optional)
+        .any(|(name, _)| *name == "table")
+    {
+        optional.push(("layout", Str));
+    }
     Some(Shape {
         level,
         required,
-        optional: optional.to_vec(),
+        optional,
     })
 }
 
