@@ -27,6 +27,8 @@ pub struct RedisConfig {
     pub tls_insecure: bool,
     /// Extra CA certificate (PEM) for TLS.
     pub tls_ca_file: Option<PathBuf>,
+    /// Mutual TLS: the client certificate chain (PEM) and its private key (PEM), both or neither.
+    pub tls_client_cert: Option<(PathBuf, PathBuf)>,
     /// Database number.
     pub db: i64,
     /// ACL user name.
@@ -150,12 +152,14 @@ impl RedisConfig {
                 format!("must be at most {MAX_RECONNECT_BUDGET_SECS} (one day)"),
             ));
         }
+        let tls_client_cert = tls_client_cert(&raw, tls)?;
         Ok(RedisConfig {
             host,
             port,
             tls,
             tls_insecure: raw.tls_insecure,
             tls_ca_file: raw.tls_ca_file,
+            tls_client_cert,
             db,
             username,
             password,
@@ -170,6 +174,42 @@ impl RedisConfig {
                 .map(Duration::from_millis),
         })
     }
+}
+
+/// `tls_cert_file` and `tls_key_file`: both or neither, only with `rediss://`, both files there
+/// (they are read once per run, when the run connects).
+fn tls_client_cert(raw: &RawRedis, tls: bool) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    let (cert, key) = match (&raw.tls_cert_file, &raw.tls_key_file) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        (Some(_), None) => {
+            return Err(invalid(
+                "redis.tls_key_file",
+                "missing: tls_cert_file needs its key",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "redis.tls_cert_file",
+                "missing: tls_key_file needs its certificate",
+            ))
+        }
+    };
+    if !tls {
+        return Err(invalid(
+            "redis.tls_cert_file",
+            "a client certificate needs TLS: use a rediss:// URL",
+        ));
+    }
+    for (option, path) in [("redis.tls_cert_file", &cert), ("redis.tls_key_file", &key)] {
+        if !path.is_file() {
+            return Err(invalid(
+                option,
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+    }
+    Ok(Some((cert, key)))
 }
 
 #[cfg(test)]
@@ -199,5 +239,23 @@ mod tests {
             .to_string();
         assert!(err.contains("redis.reconnect_budget_secs"), "{err}");
         assert!(err.contains("at most 86400"), "{err}");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_tls_and_its_files() {
+        let err = parse("tls_cert_file = \"/etc/hostname\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.tls_key_file"), "{err}");
+        let err = parse("tls_key_file = \"/etc/hostname\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.tls_cert_file"), "{err}");
+        let both = "tls_cert_file = \"/etc/hostname\"\ntls_key_file = \"/etc/hostname\"";
+        let err = parse(both).unwrap_err().to_string();
+        assert!(
+            err.contains("redis.tls_cert_file") && err.contains("rediss://"),
+            "{err}"
+        );
     }
 }

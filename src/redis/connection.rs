@@ -112,24 +112,34 @@ impl Connector {
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|err| err.to_string())?;
-        let client = if config.tls_insecure {
+        let verified = if config.tls_insecure {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(insecure::NoVerify))
-                .with_no_client_auth()
         } else {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             if let Some(path) = &config.tls_ca_file {
-                let pem = std::fs::read(path)
-                    .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let cert = cert
-                        .map_err(|err| format!("bad certificate in {}: {err}", path.display()))?;
+                for cert in read_certs("redis.tls_ca_file", path)? {
                     roots.add(cert).map_err(|err| err.to_string())?;
                 }
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
+        };
+        let client = match &config.tls_client_cert {
+            None => verified.with_no_client_auth(),
+            Some((cert_file, key_file)) => {
+                let certs = read_certs("redis.tls_cert_file", cert_file)?;
+                let pem = read_pem("redis.tls_key_file", key_file)?;
+                let key = rustls_pemfile::private_key(&mut pem.as_slice())
+                    .map_err(|err| format!("redis.tls_key_file {}: {err}", key_file.display()))?
+                    .ok_or_else(|| {
+                        format!("redis.tls_key_file {}: no private key", key_file.display())
+                    })?;
+                verified
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|err| format!("redis.tls_cert_file/tls_key_file: {err}"))?
+            }
         };
         let server_name = ServerName::try_from(config.host.clone())
             .map_err(|err| format!("bad TLS server name: {err}"))?;
@@ -166,7 +176,17 @@ impl Connector {
                 let detail = format!("timed out after {seconds}s");
                 self.connect_error(ConnectStep::TlsHandshake, detail, true)
             })?
-            .map_err(|err| self.connect_error(ConnectStep::TlsHandshake, err, true))?;
+            .map_err(|err| {
+                // A certificate the run does not trust (or one the server refuses) stays so:
+                // not worth a retry. A handshake cut short may be a restart.
+                let hint = tls_handshake_hint(&err);
+                let transient = err.kind() != std::io::ErrorKind::InvalidData;
+                self.connect_error(
+                    ConnectStep::TlsHandshake,
+                    format!("{err} ({hint})"),
+                    transient,
+                )
+            })?;
         Ok(Box::new(stream))
     }
 
@@ -196,7 +216,22 @@ impl Connector {
         let replies = connection
             .call(&handshake)
             .await
-            .map_err(|err| self.connect_error(ConnectStep::Handshake, &err, err.is_transient()))?;
+            .map_err(|err| {
+                let text = err.to_string();
+                let detail = match (self.tls.is_some(), &err) {
+                    // TLS 1.3: a server that refuses the client certificate says so after the
+                    // handshake, in an alert on the first read.
+                    (true, _) if text.contains("alert") => {
+                        let hint = "the server refused this client: does it require a client certificate (redis.tls_cert_file, redis.tls_key_file) signed by a CA it trusts?";
+                        return self.connect_error(ConnectStep::Handshake, format!("{text} ({hint})"), false);
+                    }
+                    (false, RedisError::Io { .. } | RedisError::Protocol(_)) => {
+                        format!("{text} (a TLS-only port? use rediss://)")
+                    }
+                    _ => text,
+                };
+                self.connect_error(ConnectStep::Handshake, detail, err.is_transient())
+            })?;
         for reply in replies {
             match reply {
                 Reply::Simple => {}
@@ -224,6 +259,40 @@ impl Connector {
     /// reply reader, so that a server that does not speak the Redis protocol is refused here.
     pub async fn open_pinged(&self) -> Result<Connection, RedisError> {
         self.open_checked(true).await
+    }
+}
+
+/// The whole PEM file behind `option`.
+fn read_pem(option: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|err| format!("{option}: cannot read {}: {err}", path.display()))
+}
+
+/// The certificates of the PEM file behind `option` (at least one).
+fn read_certs(
+    option: &str,
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    let pem = read_pem(option, path)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| format!("{option}: bad certificate in {}: {err}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{option}: no certificate in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+/// What a failed TLS handshake most likely means, added to rustls's own words.
+fn tls_handshake_hint(err: &std::io::Error) -> &'static str {
+    let text = err.to_string();
+    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        "the server's certificate is not trusted: is its CA in redis.tls_ca_file (or the system roots)?"
+    } else if text.contains("NotValidForName") {
+        "the server's certificate does not name the host of redis.url"
+    } else if text.contains("alert") {
+        "the server refused this client: does it require a client certificate (redis.tls_cert_file, redis.tls_key_file) signed by a CA it trusts?"
+    } else {
+        "is the port a TLS port?"
     }
 }
 
