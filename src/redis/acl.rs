@@ -102,10 +102,10 @@ impl Probe {
         }
     }
 
-    /// The command's name, upper case (`SCRIPT|LOAD` for a subcommand).
+    /// The command's name, upper case (`SCRIPT LOAD` for a subcommand).
     pub fn command(&self) -> String {
         match self.args.as_slice() {
-            [name, sub, ..] if name == "SCRIPT" => format!("{name}|{sub}"),
+            [name, sub, ..] if name == "SCRIPT" => format!("{name} {sub}"),
             [name, ..] => name.clone(),
             [] => String::new(),
         }
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn probes_name_their_command_and_key() {
         let probe = Probe::new("t", &["SCRIPT", "LOAD", "return 1"]);
-        assert_eq!((probe.command(), probe.key()), ("SCRIPT|LOAD".into(), ""));
+        assert_eq!((probe.command(), probe.key()), ("SCRIPT LOAD".into(), ""));
         let probe = Probe::new("t", &["HSET", "k", "f", "v"]);
         assert_eq!((probe.command(), probe.key()), ("HSET".into(), "k"));
         let probe = Probe::new("t", &["EVALSHA", SAMPLE_SHA, "1", "k"]);
