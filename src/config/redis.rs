@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::raw::RawRedis;
 use super::secret::{self, Secret};
+use super::SentinelConfig;
 use super::{invalid, positive};
 use crate::error::ConfigError;
 
@@ -29,6 +30,9 @@ pub struct RedisConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// Mutual TLS: the client certificate chain (PEM) and its private key (PEM), both or neither.
     pub tls_client_cert: Option<(PathBuf, PathBuf)>,
+    /// `redis+sentinel://`: the sentinels that name the master (then `host`/`port` are the first
+    /// sentinel's, and each connection asks the sentinels where the master is).
+    pub sentinel: Option<SentinelConfig>,
     /// Database number.
     pub db: i64,
     /// ACL user name.
@@ -66,6 +70,9 @@ impl RedisConfig {
             (Some(u), None) => format!("{u}@"),
             (None, None) => String::new(),
         };
+        if let Some(sentinel) = &self.sentinel {
+            return format!("redis+sentinel://{auth}{}/{}", sentinel.describe(), self.db);
+        }
         format!("{scheme}://{auth}{}:{}/{}", self.host, self.port, self.db)
     }
 
@@ -90,6 +97,7 @@ impl RedisConfig {
                 ))
             }
         };
+        let (url_text, sentinel) = super::sentinel::split_url(url_text)?;
         let url = url::Url::parse(&url_text)
             .map_err(|err| invalid("redis.url", format!("not a URL: {err}")))?;
         let tls = match url.scheme() {
@@ -98,7 +106,7 @@ impl RedisConfig {
             other => {
                 return Err(invalid(
                     "redis.url",
-                    format!("scheme {other:?} is not redis:// or rediss://"),
+                    format!("scheme {other:?} is not redis://, rediss:// or redis+sentinel://"),
                 ))
             }
         };
@@ -160,6 +168,7 @@ impl RedisConfig {
             tls_insecure: raw.tls_insecure,
             tls_ca_file: raw.tls_ca_file,
             tls_client_cert,
+            sentinel,
             db,
             username,
             password,

@@ -21,7 +21,8 @@ use super::control::ControlClient;
 
 /// The commands of the loader's rule: exactly what a run sends (directly and from its Lua
 /// scripts), plus `acl|dryrun` for `check --connect` (optional: without it the check is skipped
-/// with a warning). The `redis` crate's `CLIENT SETINFO` is not sent.
+/// with a warning). The `redis` crate's `CLIENT SETINFO` is not sent. With `redis+sentinel://`
+/// add `+role` (the handshake checks the node is a master).
 pub const LOADER_COMMANDS: &str = "-@all +ping +info +select +time +script|load +evalsha \
 +multi +exec +get +set +del +pexpire +pexpireat +pexpiretime +hget +hset +hdel +hgetall +hlen \
 +sadd +sismember +zadd +zrem +zrange +zscore +zremrangebyscore +acl|dryrun";
@@ -113,7 +114,9 @@ impl Probe {
 
     /// The key it touches, if any.
     pub fn key(&self) -> &str {
-        let keyless = ["PING", "INFO", "SELECT", "TIME", "SCRIPT", "MULTI", "EXEC"];
+        let keyless = [
+            "PING", "INFO", "SELECT", "TIME", "SCRIPT", "MULTI", "EXEC", "ROLE",
+        ];
         match self.args.as_slice() {
             [name, ..] if keyless.contains(&name.as_str()) => "",
             [name, _, _, key, ..] if name == "EVALSHA" => key,
@@ -137,6 +140,10 @@ pub fn probes(config: &Config) -> Vec<Probe> {
         Probe::new("", &["SCRIPT", "LOAD", "return 1"]),
         Probe::new("", &["TIME"]),
     ];
+    if config.redis.sentinel.is_some() {
+        // The handshake checks that the node the sentinels named is a master.
+        out.push(Probe::new("", &["ROLE"]));
+    }
     let prefix = &config.ledger_prefix;
     for table in &config.tables {
         let name = table.name.as_str();

@@ -29,6 +29,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> RedisStream for T {}
 pub enum ConnectStep {
     /// Reading the CA file and building the TLS client configuration.
     TlsSetup,
+    /// Asking the sentinels where the master is (`redis+sentinel://`).
+    Sentinel,
     /// Opening the TCP connection.
     Tcp,
     /// The TLS handshake.
@@ -41,6 +43,7 @@ impl fmt::Display for ConnectStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ConnectStep::TlsSetup => "tls setup",
+            ConnectStep::Sentinel => "sentinel lookup",
             ConnectStep::Tcp => "tcp connect",
             ConnectStep::TlsHandshake => "tls handshake",
             ConnectStep::Handshake => "handshake",
@@ -153,8 +156,13 @@ impl Connector {
     async fn stream(&self) -> Result<Box<dyn RedisStream>, RedisError> {
         let config = &self.config;
         let seconds = config.timeout.as_secs();
-        let addr = (config.host.as_str(), config.port);
-        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(addr))
+        let (host, port) = match &config.sentinel {
+            None => (config.host.clone(), config.port),
+            Some(sentinel) => super::sentinel::resolve(sentinel, config.timeout)
+                .await
+                .map_err(|detail| self.connect_error(ConnectStep::Sentinel, detail, true))?,
+        };
+        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect((host.as_str(), port)))
             .await
             .map_err(|_| {
                 self.connect_error(
@@ -213,6 +221,9 @@ impl Connector {
         if ping {
             handshake.push_command(&[b"PING"]);
         }
+        if config.sentinel.is_some() {
+            handshake.push_command(&[b"ROLE"]);
+        }
         let replies = connection
             .call(&handshake)
             .await
@@ -235,6 +246,13 @@ impl Connector {
         for reply in replies {
             match reply {
                 Reply::Simple => {}
+                // `ROLE` (sentinel): a demoted master may be named for a moment after a failover.
+                role @ Reply::Array(_) if config.sentinel.is_some() => {
+                    if !super::sentinel::is_master(&role) {
+                        let detail = "the node the sentinels named is not a master (a failover in progress?)";
+                        return Err(self.connect_error(ConnectStep::Handshake, detail, true));
+                    }
+                }
                 Reply::Error(message) => {
                     // `LOADING` (a restarted Redis reading its data) is worth waiting for;
                     // `WRONGPASS`, `NOAUTH` and the like are not.
@@ -303,6 +321,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection over `stream`, as it is (no handshake): the sentinel lookup's.
+    pub(super) fn over(stream: Box<dyn RedisStream>, timeout: Duration) -> Connection {
+        Connection { stream, timeout }
+    }
+
     /// Sends a small batch and returns its replies (handshake and script loading only).
     pub async fn call(&mut self, batch: &CommandBatch) -> Result<Vec<Reply>, RedisError> {
         let seconds = self.timeout.as_secs();

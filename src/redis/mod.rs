@@ -10,6 +10,7 @@
 //!   checked.
 //! - [`control`]: the control client of the ledger, `INFO` and the version check (the `redis`
 //!   crate, over a connection opened and checked by the [`Connector`]).
+//! - [`sentinel`]: where the master of a `redis+sentinel://` URL is (asked at every connect).
 //! - [`dump`]: the `RESTORE` payload of a hash (Redis's `DUMP` format: a listpack, its RDB
 //!   version and CRC), and the listpack limits that send a hash the `HSET` way instead.
 
@@ -20,6 +21,7 @@ pub mod control;
 pub mod dump;
 pub mod reply;
 pub mod script;
+pub mod sentinel;
 pub mod session;
 
 pub use command::{
