@@ -227,29 +227,15 @@ impl Connector {
         let replies = connection
             .call(&handshake)
             .await
-            .map_err(|err| {
-                let text = err.to_string();
-                let detail = match (self.tls.is_some(), &err) {
-                    // TLS 1.3: a server that refuses the client certificate says so after the
-                    // handshake, in an alert on the first read.
-                    (true, _) if text.contains("alert") => {
-                        let hint = "the server refused this client: does it require a client certificate (redis.tls_cert_file, redis.tls_key_file) signed by a CA it trusts?";
-                        return self.connect_error(ConnectStep::Handshake, format!("{text} ({hint})"), false);
-                    }
-                    (false, RedisError::Io { .. } | RedisError::Protocol(_)) => {
-                        format!("{text} (a TLS-only port? use rediss://)")
-                    }
-                    _ => text,
-                };
-                self.connect_error(ConnectStep::Handshake, detail, err.is_transient())
-            })?;
+            .map_err(|err| self.handshake_failed(&err))?;
         for reply in replies {
             match reply {
                 Reply::Simple => {}
                 // `ROLE` (sentinel): a demoted master may be named for a moment after a failover.
                 role @ Reply::Array(_) if config.sentinel.is_some() => {
                     if !super::sentinel::is_master(&role) {
-                        let detail = "the node the sentinels named is not a master (a failover in progress?)";
+                        let detail = "the node the sentinels named is not a master \
+                                      (a failover in progress?)";
                         return Err(self.connect_error(ConnectStep::Handshake, detail, true));
                     }
                 }
@@ -266,6 +252,24 @@ impl Connector {
             }
         }
         Ok(connection)
+    }
+
+    /// The handshake's I/O failed: with TLS 1.3 a server that refuses the client (no client
+    /// certificate, or one it does not trust) says so here, in an alert on the first read; without
+    /// TLS a TLS-only port closes the connection.
+    fn handshake_failed(&self, err: &RedisError) -> RedisError {
+        let text = err.to_string();
+        if self.tls.is_some() && text.contains("alert") {
+            let detail = format!("{text} ({CLIENT_REFUSED})");
+            return self.connect_error(ConnectStep::Handshake, detail, false);
+        }
+        let detail = match err {
+            RedisError::Io { .. } | RedisError::Protocol(_) if self.tls.is_none() => {
+                format!("{text} (a TLS-only port? use rediss://)")
+            }
+            _ => text,
+        };
+        self.connect_error(ConnectStep::Handshake, detail, err.is_transient())
     }
 
     /// Opens a connection for writes (or the adaptive probe): TCP, TLS, `AUTH`, `SELECT`.
@@ -300,6 +304,10 @@ fn read_certs(
     Ok(certs)
 }
 
+/// What a TLS alert from the server during or right after the handshake most likely means.
+const CLIENT_REFUSED: &str = "the server refused this client: does it require a client \
+certificate (redis.tls_cert_file, redis.tls_key_file) signed by a CA it trusts?";
+
 /// What a failed TLS handshake most likely means, added to rustls's own words.
 fn tls_handshake_hint(err: &std::io::Error) -> &'static str {
     let text = err.to_string();
@@ -308,7 +316,7 @@ fn tls_handshake_hint(err: &std::io::Error) -> &'static str {
     } else if text.contains("NotValidForName") {
         "the server's certificate does not name the host of redis.url"
     } else if text.contains("alert") {
-        "the server refused this client: does it require a client certificate (redis.tls_cert_file, redis.tls_key_file) signed by a CA it trusts?"
+        CLIENT_REFUSED
     } else {
         "is the port a TLS port?"
     }
