@@ -216,7 +216,10 @@ pub enum RedisError {
     },
     /// The ACL user may not send `command` (on `key`): a permission to grant (see the README's
     /// loader rule), never worth a retry.
-    #[error("redis denied {command} on key {key:?}: the ACL user lacks a permission ({message})")]
+    #[error(
+        "redis denied {command}{}: the ACL user lacks a permission ({message})",
+        on_key(key)
+    )]
     NoPermission {
         /// The command refused (`EVALSHA`: one its script called may be the one refused).
         command: String,
@@ -263,6 +266,15 @@ pub fn is_transient_server_error(message: &str) -> bool {
     TRANSIENT_SERVER_ERRORS
         .iter()
         .any(|code| message.split(' ').next() == Some(code))
+}
+
+/// ` on key "k"`, or nothing for a command without a key.
+fn on_key(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" on key {key:?}")
+    }
 }
 
 /// True when a server error is an ACL refusal: `NOPERM ...` for a command sent directly, `ERR

@@ -289,4 +289,24 @@ mod tests {
         let probe = Probe::new("t", &["GET", "k"]);
         assert_eq!((probe.command(), probe.key()), ("GET".into(), "k"));
     }
+
+    #[test]
+    fn a_refusal_names_its_command_and_key_and_is_permanent() {
+        let noperm = "NOPERM this user has no permissions to run the 'info' command";
+        let err = RedisError::refused("INFO", "", noperm.to_string());
+        assert_eq!(
+            err.to_string(),
+            format!("redis denied INFO: the ACL user lacks a permission ({noperm})")
+        );
+        assert!(!err.is_transient());
+        let script = "ERR The user executing the script can't run this command or subcommand";
+        let err = RedisError::refused("EVALSHA", "k", script.to_string());
+        assert!(
+            err.to_string()
+                .starts_with("redis denied EVALSHA on key \"k\": "),
+            "{err}"
+        );
+        let err = RedisError::refused("SET", "k", "OOM command not allowed".to_string());
+        assert!(matches!(err, RedisError::Reply { .. }), "{err:?}");
+    }
 }
