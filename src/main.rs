@@ -301,8 +301,13 @@ async fn execute(cli: Cli) -> ExitCode {
             let tables = engine.config().tables.clone();
             let mut failed = false;
             println!("redis ok: {}", engine.config().redis.masked_url());
-            let permissions_missing = match check_acl(&engine).await {
-                Ok(missing) => missing,
+            let acl =
+                coldsync::redis::acl::check_and_log(engine.ledger().control(), engine.config());
+            let permissions_missing = match acl.await {
+                Ok((lines, missing)) => {
+                    lines.iter().for_each(|line| println!("{line}"));
+                    missing
+                }
                 Err(err) => {
                     println!("acl: FAILED: {err}");
                     failed = true;
@@ -332,41 +337,6 @@ async fn execute(cli: Cli) -> ExitCode {
                     ExitCode::of(CommandOutcome::Daemon { failed: true })
                 }
             }
-        }
-    }
-}
-
-/// `check --connect`: dry-runs every command the tables' loads send as the configured user
-/// (`ACL DRYRUN`); logs and prints each missing permission. True when one is missing.
-async fn check_acl(engine: &Engine) -> Result<bool, coldsync::error::RedisError> {
-    use coldsync::redis::acl::{self, AclCheck};
-    match acl::check(engine.ledger().control(), engine.config()).await? {
-        AclCheck::Skipped(reason) => {
-            tracing::warn!(event = "acl_check_skipped", reason = %reason, "permissions not checked");
-            println!("acl: not checked: {reason}");
-            Ok(false)
-        }
-        AclCheck::Checked { user, missing } => {
-            for gap in &missing {
-                let (command, key) = (gap.probe.command(), gap.probe.key());
-                tracing::error!(
-                    event = "acl_missing_permission",
-                    user = %user,
-                    table = %gap.probe.table,
-                    command = %command,
-                    key = %key,
-                    reason = %gap.reason,
-                    "the redis user may not send a command a load sends"
-                );
-                println!(
-                    "acl: MISSING: user {user} may not run {command} on key {key:?} (table {:?}): {}",
-                    gap.probe.table, gap.reason
-                );
-            }
-            if missing.is_empty() {
-                println!("acl ok: user {user} may send every command of a load");
-            }
-            Ok(!missing.is_empty())
         }
     }
 }

@@ -266,6 +266,47 @@ pub async fn check(control: &ControlClient, config: &Config) -> Result<AclCheck,
     Ok(AclCheck::Checked { user, missing })
 }
 
+/// `check --connect`: [`check`], each missing permission logged (`acl_missing_permission`), a
+/// skipped check too (`acl_check_skipped`). Returns the lines to print and whether a permission
+/// is missing.
+pub async fn check_and_log(
+    control: &ControlClient,
+    config: &Config,
+) -> Result<(Vec<String>, bool), RedisError> {
+    match check(control, config).await? {
+        AclCheck::Skipped(reason) => {
+            tracing::warn!(event = "acl_check_skipped", reason = %reason, "permissions not checked");
+            Ok((vec![format!("acl: not checked: {reason}")], false))
+        }
+        AclCheck::Checked { user, missing } => {
+            let mut lines = Vec::new();
+            for gap in &missing {
+                let (table, command, key) =
+                    (&gap.probe.table, gap.probe.command(), gap.probe.key());
+                tracing::error!(
+                    event = "acl_missing_permission",
+                    user = %user,
+                    table = %table,
+                    command = %command,
+                    key = %key,
+                    reason = %gap.reason,
+                    "the redis user may not send a command a load sends"
+                );
+                lines.push(format!(
+                    "acl: MISSING: user {user} may not run {command} on key {key:?} (table {table:?}): {}",
+                    gap.reason
+                ));
+            }
+            if missing.is_empty() {
+                lines.push(format!(
+                    "acl ok: user {user} may send every command of a load"
+                ));
+            }
+            Ok((lines, !missing.is_empty()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
