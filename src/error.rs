@@ -214,6 +214,20 @@ pub enum RedisError {
         /// The server's error line, e.g. `OOM command not allowed ...`.
         message: String,
     },
+    /// The ACL user may not send `command` (on `key`): a permission to grant (see the README's
+    /// loader rule), never worth a retry.
+    #[error(
+        "redis denied {command}{}: the ACL user lacks a permission ({message})",
+        on_key(key)
+    )]
+    NoPermission {
+        /// The command refused (`EVALSHA`: one its script called may be the one refused).
+        command: String,
+        /// Its key (empty for a command without one).
+        key: String,
+        /// The server's error line.
+        message: String,
+    },
     /// The server sent something that is not a valid reply.
     #[error("redis protocol error: {0}")]
     Protocol(String),
@@ -254,7 +268,45 @@ pub fn is_transient_server_error(message: &str) -> bool {
         .any(|code| message.split(' ').next() == Some(code))
 }
 
+/// ` on key "k"`, or nothing for a command without a key.
+fn on_key(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" on key {key:?}")
+    }
+}
+
+/// True when a server error is an ACL refusal: `NOPERM ...` for a command sent directly, `ERR
+/// The user executing the script can't ...` for one a Lua script called.
+pub fn is_permission_error(message: &str) -> bool {
+    message.contains("NOPERM")
+        || message.contains("no permissions")
+        || message.contains("The user executing the script can't")
+}
+
 impl RedisError {
+    /// The error of a server error reply to `command` on `key`: [`RedisError::NoPermission`]
+    /// for an ACL refusal, else [`RedisError::Reply`].
+    pub fn refused(
+        command: impl Into<String>,
+        key: impl Into<String>,
+        message: String,
+    ) -> RedisError {
+        if is_permission_error(&message) {
+            RedisError::NoPermission {
+                command: command.into(),
+                key: key.into(),
+                message,
+            }
+        } else {
+            RedisError::Reply {
+                key: key.into(),
+                message,
+            }
+        }
+    }
+
     /// True for failures worth a retry: I/O, timeouts, dropped connections, LOADING/TRYAGAIN/BUSY.
     /// OOM, WRONGTYPE, NOAUTH, NOPERM and protocol errors are permanent.
     pub fn is_transient(&self) -> bool {
@@ -262,7 +314,7 @@ impl RedisError {
             RedisError::Connect { transient, .. } => *transient,
             RedisError::Io { .. } | RedisError::Timeout { .. } => true,
             RedisError::Reply { message, .. } => is_transient_server_error(message),
-            RedisError::Protocol(_) => false,
+            RedisError::Protocol(_) | RedisError::NoPermission { .. } => false,
             RedisError::Client(err) => {
                 err.is_io_error()
                     || err.is_timeout()

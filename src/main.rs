@@ -441,6 +441,19 @@ async fn execute(cli: Cli) -> ExitCode {
             let tables = engine.config().tables.clone();
             let mut failed = false;
             println!("redis ok: {}", engine.config().redis.masked_url());
+            let acl =
+                coldsync::redis::acl::check_and_log(engine.ledger().control(), engine.config());
+            let permissions_missing = match acl.await {
+                Ok((lines, missing)) => {
+                    lines.iter().for_each(|line| println!("{line}"));
+                    missing
+                }
+                Err(err) => {
+                    println!("acl: FAILED: {err}");
+                    failed = true;
+                    false
+                }
+            };
             for (table, result) in engine.check_tables(&tables).await {
                 match result {
                     Ok(text) => println!("table {table}: ok: {text}"),
@@ -449,6 +462,9 @@ async fn execute(cli: Cli) -> ExitCode {
                         failed = true;
                     }
                 }
+            }
+            if permissions_missing {
+                return ExitCode::of(CommandOutcome::InvalidConfig);
             }
             ExitCode::of(CommandOutcome::Report { failed })
         }

@@ -433,16 +433,21 @@ fn check_validates_offline_and_with_connect() {
     let out = ws.cli(&["check", "--connect"]);
     assert_eq!(out.status_code, 0, "{}", out.dump());
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{}", out.dump());
+    assert_eq!(lines.len(), 4, "{}", out.dump());
     assert_eq!(lines[0], format!("redis ok: {}", redis_url(&redis)));
+    // The permission check (ACL DRYRUN) of the default user: everything allowed.
+    assert_eq!(
+        lines[1],
+        "acl ok: user default may send every command of a load"
+    );
     assert!(
-        lines[1]
+        lines[2]
             .starts_with("table orders: ok: 3 partitions; newest 2026-11-21 has 1 files, 1 rows"),
         "{}",
         out.dump()
     );
     assert!(
-        lines[2]
+        lines[3]
             .starts_with("table payments: ok: 1 partitions; newest 2026-11-20 has 1 files, 2 rows"),
         "{}",
         out.dump()

@@ -9,6 +9,7 @@
 //! - `secret`: [`Secret`], [`OptionValue`], credentials from the environment or files.
 //! - `source`: `[source]` into [`SourceConfig`].
 //! - `redis`: `[redis]` into [`RedisConfig`].
+//! - `sentinel`: the sentinels of a `redis+sentinel://` URL ([`SentinelConfig`]).
 //! - `tables`: `[[tables]]` and `[defaults]` into [`TableConfig`].
 //! - here: [`Config`] itself, `[ledger]`, `[daemon]`, `[lease]` and `[logging]`, and the checks
 //!   the sections share.
@@ -16,6 +17,7 @@
 mod raw;
 mod redis;
 mod secret;
+mod sentinel;
 mod source;
 mod tables;
 
@@ -30,6 +32,7 @@ use chrono_tz::Tz;
 pub use self::raw::RawConfig;
 pub use self::redis::RedisConfig;
 pub use self::secret::{OptionValue, Secret};
+pub use self::sentinel::SentinelConfig;
 pub use self::source::SourceConfig;
 pub use self::tables::{Completeness, LoadMode, TableConfig, DEFAULT_LAYOUT};
 use crate::error::ConfigError;

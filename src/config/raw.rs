@@ -84,6 +84,8 @@ pub(super) struct RawRedis {
     #[serde(default = "default_reconnect_budget")]
     pub(super) reconnect_budget_secs: u64,
     pub(super) tls_ca_file: Option<PathBuf>,
+    pub(super) tls_cert_file: Option<PathBuf>,
+    pub(super) tls_key_file: Option<PathBuf>,
     #[serde(default)]
     pub(super) tls_insecure: bool,
     pub(super) max_keys_per_sec: Option<u64>,

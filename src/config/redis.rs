@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::raw::RawRedis;
 use super::secret::{self, Secret};
+use super::SentinelConfig;
 use super::{invalid, positive};
 use crate::error::ConfigError;
 
@@ -27,6 +28,11 @@ pub struct RedisConfig {
     pub tls_insecure: bool,
     /// Extra CA certificate (PEM) for TLS.
     pub tls_ca_file: Option<PathBuf>,
+    /// Mutual TLS: the client certificate chain (PEM) and its private key (PEM), both or neither.
+    pub tls_client_cert: Option<(PathBuf, PathBuf)>,
+    /// `redis+sentinel://`: the sentinels that name the master (then `host`/`port` are the first
+    /// sentinel's, and each connection asks the sentinels where the master is).
+    pub sentinel: Option<SentinelConfig>,
     /// Database number.
     pub db: i64,
     /// ACL user name.
@@ -64,6 +70,9 @@ impl RedisConfig {
             (Some(u), None) => format!("{u}@"),
             (None, None) => String::new(),
         };
+        if let Some(sentinel) = &self.sentinel {
+            return format!("redis+sentinel://{auth}{}/{}", sentinel.describe(), self.db);
+        }
         format!("{scheme}://{auth}{}:{}/{}", self.host, self.port, self.db)
     }
 
@@ -88,6 +97,7 @@ impl RedisConfig {
                 ))
             }
         };
+        let (url_text, sentinel) = super::sentinel::split_url(url_text)?;
         let url = url::Url::parse(&url_text)
             .map_err(|err| invalid("redis.url", format!("not a URL: {err}")))?;
         let tls = match url.scheme() {
@@ -96,7 +106,7 @@ impl RedisConfig {
             other => {
                 return Err(invalid(
                     "redis.url",
-                    format!("scheme {other:?} is not redis:// or rediss://"),
+                    format!("scheme {other:?} is not redis://, rediss:// or redis+sentinel://"),
                 ))
             }
         };
@@ -150,12 +160,15 @@ impl RedisConfig {
                 format!("must be at most {MAX_RECONNECT_BUDGET_SECS} (one day)"),
             ));
         }
+        let tls_client_cert = tls_client_cert(&raw, tls)?;
         Ok(RedisConfig {
             host,
             port,
             tls,
             tls_insecure: raw.tls_insecure,
             tls_ca_file: raw.tls_ca_file,
+            tls_client_cert,
+            sentinel,
             db,
             username,
             password,
@@ -170,6 +183,42 @@ impl RedisConfig {
                 .map(Duration::from_millis),
         })
     }
+}
+
+/// `tls_cert_file` and `tls_key_file`: both or neither, only with `rediss://`, both files there
+/// (they are read once per run, when the run connects).
+fn tls_client_cert(raw: &RawRedis, tls: bool) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    let (cert, key) = match (&raw.tls_cert_file, &raw.tls_key_file) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        (Some(_), None) => {
+            return Err(invalid(
+                "redis.tls_key_file",
+                "missing: tls_cert_file needs its key",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "redis.tls_cert_file",
+                "missing: tls_key_file needs its certificate",
+            ))
+        }
+    };
+    if !tls {
+        return Err(invalid(
+            "redis.tls_cert_file",
+            "a client certificate needs TLS: use a rediss:// URL",
+        ));
+    }
+    for (option, path) in [("redis.tls_cert_file", &cert), ("redis.tls_key_file", &key)] {
+        if !path.is_file() {
+            return Err(invalid(
+                option,
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+    }
+    Ok(Some((cert, key)))
 }
 
 #[cfg(test)]
@@ -199,5 +248,23 @@ mod tests {
             .to_string();
         assert!(err.contains("redis.reconnect_budget_secs"), "{err}");
         assert!(err.contains("at most 86400"), "{err}");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_tls_and_its_files() {
+        let err = parse("tls_cert_file = \"/etc/hostname\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.tls_key_file"), "{err}");
+        let err = parse("tls_key_file = \"/etc/hostname\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.tls_cert_file"), "{err}");
+        let both = "tls_cert_file = \"/etc/hostname\"\ntls_key_file = \"/etc/hostname\"";
+        let err = parse(both).unwrap_err().to_string();
+        assert!(
+            err.contains("redis.tls_cert_file") && err.contains("rediss://"),
+            "{err}"
+        );
     }
 }

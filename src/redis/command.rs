@@ -353,6 +353,20 @@ impl CommandBatch {
         self.arg(expiry.text.as_bytes());
     }
 
+    /// The name of command `index` (upper case), for error messages.
+    pub fn command_of(&self, index: usize) -> String {
+        let start = self.starts.get(index).copied().unwrap_or(0);
+        let end = self
+            .starts
+            .get(index + 1)
+            .copied()
+            .unwrap_or(self.bytes.len());
+        let args = parse_command(&self.bytes[start..end]);
+        args.first()
+            .map(|name| String::from_utf8_lossy(name).to_uppercase())
+            .unwrap_or_default()
+    }
+
     /// The key (second argument, or fourth for EVALSHA) of command `index`, for error messages.
     pub fn key_of(&self, index: usize) -> String {
         let start = self.starts.get(index).copied().unwrap_or(0);

@@ -29,6 +29,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> RedisStream for T {}
 pub enum ConnectStep {
     /// Reading the CA file and building the TLS client configuration.
     TlsSetup,
+    /// Asking the sentinels where the master is (`redis+sentinel://`).
+    Sentinel,
     /// Opening the TCP connection.
     Tcp,
     /// The TLS handshake.
@@ -41,6 +43,7 @@ impl fmt::Display for ConnectStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ConnectStep::TlsSetup => "tls setup",
+            ConnectStep::Sentinel => "sentinel lookup",
             ConnectStep::Tcp => "tcp connect",
             ConnectStep::TlsHandshake => "tls handshake",
             ConnectStep::Handshake => "handshake",
@@ -112,24 +115,34 @@ impl Connector {
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|err| err.to_string())?;
-        let client = if config.tls_insecure {
+        let verified = if config.tls_insecure {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(insecure::NoVerify))
-                .with_no_client_auth()
         } else {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             if let Some(path) = &config.tls_ca_file {
-                let pem = std::fs::read(path)
-                    .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let cert = cert
-                        .map_err(|err| format!("bad certificate in {}: {err}", path.display()))?;
+                for cert in read_certs("redis.tls_ca_file", path)? {
                     roots.add(cert).map_err(|err| err.to_string())?;
                 }
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
+        };
+        let client = match &config.tls_client_cert {
+            None => verified.with_no_client_auth(),
+            Some((cert_file, key_file)) => {
+                let certs = read_certs("redis.tls_cert_file", cert_file)?;
+                let pem = read_pem("redis.tls_key_file", key_file)?;
+                let key = rustls_pemfile::private_key(&mut pem.as_slice())
+                    .map_err(|err| format!("redis.tls_key_file {}: {err}", key_file.display()))?
+                    .ok_or_else(|| {
+                        format!("redis.tls_key_file {}: no private key", key_file.display())
+                    })?;
+                verified
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|err| format!("redis.tls_cert_file/tls_key_file: {err}"))?
+            }
         };
         let server_name = ServerName::try_from(config.host.clone())
             .map_err(|err| format!("bad TLS server name: {err}"))?;
@@ -143,8 +156,13 @@ impl Connector {
     async fn stream(&self) -> Result<Box<dyn RedisStream>, RedisError> {
         let config = &self.config;
         let seconds = config.timeout.as_secs();
-        let addr = (config.host.as_str(), config.port);
-        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(addr))
+        let (host, port) = match &config.sentinel {
+            None => (config.host.clone(), config.port),
+            Some(sentinel) => super::sentinel::resolve(sentinel, config.timeout)
+                .await
+                .map_err(|detail| self.connect_error(ConnectStep::Sentinel, detail, true))?,
+        };
+        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect((host.as_str(), port)))
             .await
             .map_err(|_| {
                 self.connect_error(
@@ -166,7 +184,17 @@ impl Connector {
                 let detail = format!("timed out after {seconds}s");
                 self.connect_error(ConnectStep::TlsHandshake, detail, true)
             })?
-            .map_err(|err| self.connect_error(ConnectStep::TlsHandshake, err, true))?;
+            .map_err(|err| {
+                // A certificate the run does not trust (or one the server refuses) stays so:
+                // not worth a retry. A handshake cut short may be a restart.
+                let hint = tls_handshake_hint(&err);
+                let transient = err.kind() != std::io::ErrorKind::InvalidData;
+                self.connect_error(
+                    ConnectStep::TlsHandshake,
+                    format!("{err} ({hint})"),
+                    transient,
+                )
+            })?;
         Ok(Box::new(stream))
     }
 
@@ -193,13 +221,24 @@ impl Connector {
         if ping {
             handshake.push_command(&[b"PING"]);
         }
+        if config.sentinel.is_some() {
+            handshake.push_command(&[b"ROLE"]);
+        }
         let replies = connection
             .call(&handshake)
             .await
-            .map_err(|err| self.connect_error(ConnectStep::Handshake, &err, err.is_transient()))?;
+            .map_err(|err| self.handshake_failed(&err))?;
         for reply in replies {
             match reply {
                 Reply::Simple => {}
+                // `ROLE` (sentinel): a demoted master may be named for a moment after a failover.
+                role @ Reply::Array(_) if config.sentinel.is_some() => {
+                    if !super::sentinel::is_master(&role) {
+                        let detail = "the node the sentinels named is not a master \
+                                      (a failover in progress?)";
+                        return Err(self.connect_error(ConnectStep::Handshake, detail, true));
+                    }
+                }
                 Reply::Error(message) => {
                     // `LOADING` (a restarted Redis reading its data) is worth waiting for;
                     // `WRONGPASS`, `NOAUTH` and the like are not.
@@ -215,6 +254,24 @@ impl Connector {
         Ok(connection)
     }
 
+    /// The handshake's I/O failed: with TLS 1.3 a server that refuses the client (no client
+    /// certificate, or one it does not trust) says so here, in an alert on the first read; without
+    /// TLS a TLS-only port closes the connection.
+    fn handshake_failed(&self, err: &RedisError) -> RedisError {
+        let text = err.to_string();
+        if self.tls.is_some() && text.contains("alert") {
+            let detail = format!("{text} ({CLIENT_REFUSED})");
+            return self.connect_error(ConnectStep::Handshake, detail, false);
+        }
+        let detail = match err {
+            RedisError::Io { .. } | RedisError::Protocol(_) if self.tls.is_none() => {
+                format!("{text} (a TLS-only port? use rediss://)")
+            }
+            _ => text,
+        };
+        self.connect_error(ConnectStep::Handshake, detail, err.is_transient())
+    }
+
     /// Opens a connection for writes (or the adaptive probe): TCP, TLS, `AUTH`, `SELECT`.
     pub async fn open(&self) -> Result<Connection, RedisError> {
         self.open_checked(false).await
@@ -227,6 +284,44 @@ impl Connector {
     }
 }
 
+/// The whole PEM file behind `option`.
+fn read_pem(option: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|err| format!("{option}: cannot read {}: {err}", path.display()))
+}
+
+/// The certificates of the PEM file behind `option` (at least one).
+fn read_certs(
+    option: &str,
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    let pem = read_pem(option, path)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| format!("{option}: bad certificate in {}: {err}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{option}: no certificate in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+/// What a TLS alert from the server during or right after the handshake most likely means.
+const CLIENT_REFUSED: &str = "the server refused this client: does it require a client \
+certificate (redis.tls_cert_file, redis.tls_key_file) signed by a CA it trusts?";
+
+/// What a failed TLS handshake most likely means, added to rustls's own words.
+fn tls_handshake_hint(err: &std::io::Error) -> &'static str {
+    let text = err.to_string();
+    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        "the server's certificate is not trusted: is its CA in redis.tls_ca_file (or the system roots)?"
+    } else if text.contains("NotValidForName") {
+        "the server's certificate does not name the host of redis.url"
+    } else if text.contains("alert") {
+        CLIENT_REFUSED
+    } else {
+        "is the port a TLS port?"
+    }
+}
+
 /// An authenticated connection with the database selected.
 pub struct Connection {
     pub(super) stream: Box<dyn RedisStream>,
@@ -234,6 +329,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection over `stream`, as it is (no handshake): the sentinel lookup's.
+    pub(super) fn over(stream: Box<dyn RedisStream>, timeout: Duration) -> Connection {
+        Connection { stream, timeout }
+    }
+
     /// Sends a small batch and returns its replies (handshake and script loading only).
     pub async fn call(&mut self, batch: &CommandBatch) -> Result<Vec<Reply>, RedisError> {
         let seconds = self.timeout.as_secs();

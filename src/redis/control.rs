@@ -30,7 +30,7 @@ use ::redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisConnectionInfo, S
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::RedisError;
+use crate::error::{is_permission_error, RedisError};
 use crate::run::retry::{retry, Cancelled, RetryPolicy};
 
 use super::connection::{ConnectStep, Connector};
@@ -50,9 +50,11 @@ impl Connector {
         // when built after this) keep the provider they had. An error only means one is set.
         let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let stream = self.open_pinged().await?.into_stream();
-        // Already authenticated and on its database: the crate only announces itself (`CLIENT
-        // SETINFO`) and selects the database again.
-        let info = RedisConnectionInfo::default().set_db(self.config().db);
+        // Already authenticated and on its database: the crate only selects the database again
+        // (it does not announce itself with `CLIENT SETINFO`, one permission less to grant).
+        let info = RedisConnectionInfo::default()
+            .set_db(self.config().db)
+            .set_skip_set_lib_name();
         let timeout = self.config().timeout;
         let seconds = timeout.as_secs();
         let config = AsyncConnectionConfig::new()
@@ -225,7 +227,8 @@ impl ControlClient {
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         Ok(self
             .attempt(|mut c| async move { cmd.query_async(&mut c).await })
-            .await?
+            .await
+            .map_err(|err| denied(err, &command_name(cmd), &command_key(cmd)))?
             .value)
     }
 
@@ -245,6 +248,7 @@ impl ControlClient {
             self.attempt(|mut c| async move { cmd.query_async(&mut c).await })
         })
         .await
+        .map_err(|err| denied(err, &name, &command_key(cmd)))
     }
 
     /// A Lua script (EVALSHA, loading it on NOSCRIPT), once.
@@ -254,7 +258,11 @@ impl ControlClient {
         keys: &[String],
         args: &[String],
     ) -> Result<T, RedisError> {
-        Ok(self.attempt(|c| invoke(c, script, keys, args)).await?.value)
+        Ok(self
+            .attempt(|c| invoke(c, script, keys, args))
+            .await
+            .map_err(|err| denied(err, "EVALSHA", keys.first().map_or("", String::as_str)))?
+            .value)
     }
 
     /// An idempotent Lua script (running it twice leaves what running it once does): retried as
@@ -269,6 +277,7 @@ impl ControlClient {
             self.attempt(|c| invoke(c, script, keys, args))
         })
         .await
+        .map_err(|err| denied(err, "EVALSHA", keys.first().map_or("", String::as_str)))
     }
 
     /// The server the client talks to now, checked with a `PING` (retried within the budget):
@@ -473,6 +482,32 @@ fn parse_info(text: &str) -> BTreeMap<String, String> {
         .filter_map(|line| line.split_once(':'))
         .map(|(k, v)| (k.to_string(), v.trim().to_string()))
         .collect()
+}
+
+/// An ACL refusal of `command` on `key`, named as such ([`RedisError::NoPermission`]).
+fn denied(err: RedisError, command: &str, key: &str) -> RedisError {
+    match err {
+        RedisError::Client(inner) if is_permission_error(&inner.to_string()) => {
+            RedisError::NoPermission {
+                command: command.to_string(),
+                key: key.to_string(),
+                message: inner.to_string(),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The key of a control command (its second word), empty for the commands without one.
+fn command_key(cmd: &Cmd) -> String {
+    let keyless = ["PING", "INFO", "SELECT", "SCRIPT", "TIME", "ACL"];
+    if keyless.contains(&command_name(cmd).as_str()) {
+        return String::new();
+    }
+    match cmd.args_iter().nth(1) {
+        Some(::redis::Arg::Simple(key)) => String::from_utf8_lossy(key).into_owned(),
+        _ => String::new(),
+    }
 }
 
 /// The command's name, for log lines (never its arguments, which may be large or secret).

@@ -1,5 +1,6 @@
 //! Everything that talks to Redis, in one layer.
 //!
+//! - [`acl`]: the loader's and the readers' ACL rules, and the `ACL DRYRUN` check of the user.
 //! - [`command`]: the write commands (RESP bytes) built from encoded rows, batched per connection.
 //! - [`script`]: the Lua scripts of guarded writes and hash replacement, and their digests.
 //! - [`reply`]: reading replies off a connection.
@@ -9,15 +10,18 @@
 //!   checked.
 //! - [`control`]: the control client of the ledger, `INFO` and the version check (the `redis`
 //!   crate, over a connection opened and checked by the [`Connector`]).
+//! - [`sentinel`]: where the master of a `redis+sentinel://` URL is (asked at every connect).
 //! - [`dump`]: the `RESTORE` payload of a hash (Redis's `DUMP` format: a listpack, its RDB
 //!   version and CRC), and the listpack limits that send a hash the `HSET` way instead.
 
+pub mod acl;
 pub mod command;
 pub mod connection;
 pub mod control;
 pub mod dump;
 pub mod reply;
 pub mod script;
+pub mod sentinel;
 pub mod session;
 
 pub use command::{

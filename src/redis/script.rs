@@ -77,10 +77,7 @@ impl ScriptShas {
         let replies = connection.call(&batch).await?;
         let mut shas = replies.into_iter().map(|reply| match reply {
             Reply::Bulk(Some(sha)) => Ok(String::from_utf8_lossy(&sha).into_owned()),
-            Reply::Error(message) => Err(RedisError::Reply {
-                key: String::new(),
-                message,
-            }),
+            Reply::Error(message) => Err(RedisError::refused("SCRIPT|LOAD", "", message)),
             other => Err(RedisError::Protocol(format!(
                 "SCRIPT LOAD replied {other:?}"
             ))),

@@ -98,10 +98,11 @@ async fn check_replies<R: AsyncRead + Unpin>(
         };
         match (reader.next().await?, batch.acknowledges(index)) {
             (Reply::Error(message), _) => {
-                return Err(RedisError::Reply {
-                    key: batch.key_of(index),
+                return Err(RedisError::refused(
+                    batch.command_of(index),
+                    batch.key_of(index),
                     message,
-                })
+                ))
             }
             (Reply::Simple, _) => {}
             (Reply::Integer(written), _) if (0..=keys as i64).contains(&written) => {
@@ -112,10 +113,11 @@ async fn check_replies<R: AsyncRead + Unpin>(
                 if let Some(Reply::Error(message)) =
                     replies.iter().find(|r| matches!(r, Reply::Error(_)))
                 {
-                    return Err(RedisError::Reply {
-                        key: batch.key_of(index),
-                        message: message.clone(),
-                    });
+                    return Err(RedisError::refused(
+                        "EXEC",
+                        batch.key_of(index),
+                        message.clone(),
+                    ));
                 }
                 let queued = batch.queued_before(index);
                 if replies.len() != queued {

@@ -240,6 +240,13 @@ impl Engine {
             source = %self.config.source.scheme,
             "run started"
         );
+        if self.config.redis.tls_insecure {
+            tracing::warn!(
+                event = "tls_insecure",
+                redis = %self.config.redis.masked_url(),
+                "redis.tls_insecure = true: the server's certificate is not checked"
+            );
+        }
         let stop_probe = cancel.child_token();
         if let (Some(target), Some(limit)) =
             (self.config.redis.adaptive_latency, &self.global_limit)
