@@ -12,6 +12,7 @@ use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use chrono::NaiveDate;
 use coldsync::config::{Config, TableConfig};
 use coldsync::load::{prepare, produce_commands, send_partition, PreparedPartition, RowCommand};
+use coldsync::redis::dump::HashListpackLimits;
 use coldsync::redis::{Connector, Expiry, ScriptShas, WriteSession, WriteStyle};
 use coldsync::throttle::RateLimiter;
 use common::{parquet_bytes, write_file, RedisServer};
@@ -90,30 +91,32 @@ async fn all_null_hash_rows_delete_their_key_and_are_not_counted_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), redis.port, "hash");
     let expiry = Expiry::at(4_102_444_800_000);
-    // h:2 held an older value: its all-null row deletes it.
-    let _: i64 = redis.cmd("HSET", &["h:2", "status", "old"]);
-    let batch = rows(&[
-        (1, Some("paid"), Some(3)),
-        (2, None, None),
-        (3, Some("open"), None),
-        (4, None, None),
-    ]);
-    let prepared = prepared(dir.path(), &config, &batch).await;
-    let stats = load(
-        &config,
-        prepared,
-        WriteStyle::Hash { guarded: false },
-        &expiry,
-    )
-    .await;
-    assert_eq!((stats.rows, stats.keys, stats.kept_newer), (4, 2, 0));
-    assert_eq!(stats.deleted_empty_keys, 2);
-    assert_eq!(
-        redis.keys("h:*"),
-        ["h:1", "h:3"].iter().map(|k| k.to_string()).collect()
-    );
-    assert_eq!(redis.hgetall("h:1").len(), 2);
-    assert_eq!(redis.pexpiretime("h:3"), expiry.millis);
+    // The HSET way (a transaction) and the RESTORE way (a DEL of its own) alike.
+    for restore in [None, Some(HashListpackLimits::default())] {
+        redis.flushall();
+        // h:2 held an older value: its all-null row deletes it.
+        let _: i64 = redis.cmd("HSET", &["h:2", "status", "old"]);
+        let batch = rows(&[
+            (1, Some("paid"), Some(3)),
+            (2, None, None),
+            (3, Some("open"), None),
+            (4, None, None),
+        ]);
+        let prepared = prepared(dir.path(), &config, &batch).await;
+        let style = WriteStyle::Hash {
+            guarded: false,
+            restore,
+        };
+        let stats = load(&config, prepared, style, &expiry).await;
+        assert_eq!((stats.rows, stats.keys, stats.kept_newer), (4, 2, 0));
+        assert_eq!(stats.deleted_empty_keys, 2, "{restore:?}");
+        assert_eq!(
+            redis.keys("h:*"),
+            ["h:1", "h:3"].iter().map(|k| k.to_string()).collect()
+        );
+        assert_eq!(redis.hgetall("h:1").len(), 2);
+        assert_eq!(redis.pexpiretime("h:3"), expiry.millis);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,42 +128,45 @@ async fn guarded_all_null_hash_rows_keep_newer_keys() {
     let expiry = Expiry::at(at);
     let newer = (at + 86_400_000).to_string();
     let older = (at - 86_400_000).to_string();
-    for (key, expires) in [("h:2", &newer), ("h:5", &older), ("h:7", &newer)] {
-        let _: i64 = redis.cmd("HSET", &[key, "status", "kept"]);
-        let _: i64 = redis.cmd("PEXPIREAT", &[key, expires]);
+    // The script's HSET way and its RESTORE way alike.
+    for restore in [None, Some(HashListpackLimits::default())] {
+        redis.flushall();
+        for (key, expires) in [("h:2", &newer), ("h:5", &older), ("h:7", &newer)] {
+            let _: i64 = redis.cmd("HSET", &[key, "status", "kept"]);
+            let _: i64 = redis.cmd("PEXPIREAT", &[key, expires]);
+        }
+        let batch = rows(&[
+            // Written.
+            (1, Some("paid"), Some(3)),
+            // Empty, but the key is newer: kept.
+            (2, None, None),
+            // Empty, the key is older: deleted.
+            (5, None, None),
+            // Empty, no key: nothing to delete, counted as deleted all the same.
+            (6, None, None),
+            // A value, but the key is newer: kept.
+            (7, Some("late"), None),
+        ]);
+        let prepared = prepared(dir.path(), &config, &batch).await;
+        let style = WriteStyle::Hash {
+            guarded: true,
+            restore,
+        };
+        let stats = load(&config, prepared, style, &expiry).await;
+        assert_eq!((stats.rows, stats.keys, stats.kept_newer), (5, 1, 2));
+        assert_eq!(stats.deleted_empty_keys, 2, "{restore:?}");
+        assert_eq!(
+            redis.keys("h:*"),
+            ["h:1", "h:2", "h:7"]
+                .iter()
+                .map(|k| k.to_string())
+                .collect()
+        );
+        assert_eq!(redis.hgetall("h:2")["status"], "kept");
+        assert_eq!(redis.hgetall("h:7")["status"], "kept");
+        assert_eq!(redis.hgetall("h:1")["status"], "paid");
+        assert_eq!(redis.pexpiretime("h:1"), at);
     }
-    let batch = rows(&[
-        // Written.
-        (1, Some("paid"), Some(3)),
-        // Empty, but the key is newer: kept.
-        (2, None, None),
-        // Empty, the key is older: deleted.
-        (5, None, None),
-        // Empty, no key: nothing to delete, counted as deleted all the same.
-        (6, None, None),
-        // A value, but the key is newer: kept.
-        (7, Some("late"), None),
-    ]);
-    let prepared = prepared(dir.path(), &config, &batch).await;
-    let stats = load(
-        &config,
-        prepared,
-        WriteStyle::Hash { guarded: true },
-        &expiry,
-    )
-    .await;
-    assert_eq!((stats.rows, stats.keys, stats.kept_newer), (5, 1, 2));
-    assert_eq!(stats.deleted_empty_keys, 2);
-    assert_eq!(
-        redis.keys("h:*"),
-        ["h:1", "h:2", "h:7"]
-            .iter()
-            .map(|k| k.to_string())
-            .collect()
-    );
-    assert_eq!(redis.hgetall("h:2")["status"], "kept");
-    assert_eq!(redis.hgetall("h:7")["status"], "kept");
-    assert_eq!(redis.hgetall("h:1")["status"], "paid");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

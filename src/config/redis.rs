@@ -9,6 +9,7 @@ use super::raw::RawRedis;
 use super::secret::{self, Secret};
 use super::{invalid, positive};
 use crate::error::ConfigError;
+use crate::redis::capability::HashWriteOption;
 
 /// Longest `reconnect_budget_secs`: a day. A Redis away longer than that is an outage to page
 /// someone about, not a hiccup to wait out.
@@ -52,6 +53,8 @@ pub struct RedisConfig {
     pub max_keys_per_sec: Option<u64>,
     /// Adaptive mode: back off while Redis's PING round trip exceeds this.
     pub adaptive_latency: Option<Duration>,
+    /// `hash_write`: how hash tables are written (`RESTORE` when permitted, or always `HSET`).
+    pub hash_write: HashWriteOption,
 }
 
 impl RedisConfig {
@@ -168,7 +171,20 @@ impl RedisConfig {
             max_keys_per_sec: positive("redis.max_keys_per_sec", raw.max_keys_per_sec)?,
             adaptive_latency: positive("redis.adaptive_latency_ms", raw.adaptive_latency_ms)?
                 .map(Duration::from_millis),
+            hash_write: hash_write(raw.hash_write.as_deref())?,
         })
+    }
+}
+
+/// `redis.hash_write`: `"auto"` (the default) or `"hset"`.
+fn hash_write(value: Option<&str>) -> Result<HashWriteOption, ConfigError> {
+    match value {
+        None | Some("auto") => Ok(HashWriteOption::Auto),
+        Some("hset") => Ok(HashWriteOption::Hset),
+        Some(other) => Err(invalid(
+            "redis.hash_write",
+            format!("{other:?} is not \"auto\" or \"hset\""),
+        )),
     }
 }
 
@@ -199,5 +215,16 @@ mod tests {
             .to_string();
         assert!(err.contains("redis.reconnect_budget_secs"), "{err}");
         assert!(err.contains("at most 86400"), "{err}");
+    }
+
+    #[test]
+    fn hash_write_is_auto_or_hset() {
+        use crate::redis::capability::HashWriteOption;
+        assert_eq!(parse("").unwrap().redis.hash_write, HashWriteOption::Auto);
+        let config = parse("hash_write = \"hset\"").unwrap();
+        assert_eq!(config.redis.hash_write, HashWriteOption::Hset);
+        let err = parse("hash_write = \"restore\"").unwrap_err().to_string();
+        assert!(err.contains("redis.hash_write"), "{err}");
+        assert!(err.contains("\"restore\" is not"), "{err}");
     }
 }
