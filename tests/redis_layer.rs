@@ -229,3 +229,76 @@ async fn a_batch_of_large_values_is_sent_before_it_passes_the_byte_cap() {
     assert_eq!(batches.len(), 2, "{batches:?}");
     assert!(batches[0] < 19 << 20 && batches[1] < 7 << 20, "{batches:?}");
 }
+
+/// A guarded load of 1000 rows (over four connections, several script calls on each) over keys of which a third are newer, a
+/// third older and a third absent: exactly the newer ones are kept (and counted), the others
+/// written with the partition's expiry, json and hash (the script's RESTORE and HSET ways).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_batch_keeps_exactly_the_newer_keys() {
+    let redis = RedisServer::start();
+    let at = 4_102_444_800_000;
+    let expiry = Expiry::at(at);
+    let (newer, older) = ((at + 86_400_000).to_string(), (at - 1).to_string());
+    let ids: Vec<i64> = (1..=1000).collect();
+    let row_data: Vec<(i64, Option<String>, Option<i32>)> = ids
+        .iter()
+        .map(|&i| (i, Some(format!("s{i}")), Some(i as i32)))
+        .collect();
+    let row_refs: Vec<(i64, Option<&str>, Option<i32>)> = row_data
+        .iter()
+        .map(|(i, s, q)| (*i, s.as_deref(), *q))
+        .collect();
+    let batch = rows(&row_refs);
+    let limits = Some(HashListpackLimits::default());
+    for (format, style) in [
+        ("json", WriteStyle::GuardedSet),
+        (
+            "hash",
+            WriteStyle::Hash {
+                guarded: true,
+                restore: limits,
+            },
+        ),
+        (
+            "hash",
+            WriteStyle::Hash {
+                guarded: true,
+                restore: None,
+            },
+        ),
+    ] {
+        redis.flushall();
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), redis.port, format);
+        for &i in &ids {
+            let key = format!("h:{i}");
+            let expires = match i % 3 {
+                0 => &newer,
+                1 => &older,
+                _ => continue,
+            };
+            let _: () = redis.cmd("SET", &[&key, "kept", "PXAT", expires]);
+        }
+        let prepared = prepared(dir.path(), &config, &batch).await;
+        let stats = load(&config, prepared, style, &expiry).await;
+        assert_eq!((stats.keys, stats.kept_newer), (667, 333), "{style:?}");
+        for &i in &ids {
+            let key = format!("h:{i}");
+            if i % 3 == 0 {
+                assert_eq!(redis.get(&key).as_deref(), Some("kept"), "{key} {style:?}");
+                assert_eq!(redis.pexpiretime(&key), at + 86_400_000);
+                continue;
+            }
+            assert_eq!(redis.pexpiretime(&key), at, "{key} {style:?}");
+            if format == "json" {
+                let expected = format!("{{\"status\":\"s{i}\",\"qty\":{i}}}");
+                assert_eq!(redis.get(&key), Some(expected), "{key}");
+            } else {
+                let fields = redis.hgetall(&key);
+                assert_eq!(fields["status"], format!("s{i}"), "{key} {style:?}");
+                assert_eq!(fields["qty"], i.to_string(), "{key} {style:?}");
+                assert_eq!(fields.len(), 2, "{key} {style:?}");
+            }
+        }
+    }
+}
