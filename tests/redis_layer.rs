@@ -230,9 +230,11 @@ async fn a_batch_of_large_values_is_sent_before_it_passes_the_byte_cap() {
     assert!(batches[0] < 19 << 20 && batches[1] < 7 << 20, "{batches:?}");
 }
 
-/// A guarded load of 1000 rows (over four connections, several script calls on each) over keys of which a third are newer, a
-/// third older and a third absent: exactly the newer ones are kept (and counted), the others
-/// written with the partition's expiry, json and hash (the script's RESTORE and HSET ways).
+/// A guarded load of 1000 rows (over four connections, several script calls on each) over keys
+/// of which a third are newer, a third older and a third absent; over keys none of which is
+/// there; over keys one of which is there, newer: exactly the newer ones are kept (and counted),
+/// the others written with the partition's expiry, json and hash (the script's RESTORE and HSET
+/// ways).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guarded_batch_keeps_exactly_the_newer_keys() {
     let redis = RedisServer::start();
@@ -267,37 +269,47 @@ async fn a_guarded_batch_keeps_exactly_the_newer_keys() {
             },
         ),
     ] {
-        redis.flushall();
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), redis.port, format);
-        for &i in &ids {
-            let key = format!("h:{i}");
-            let expires = match i % 3 {
-                0 => &newer,
-                1 => &older,
-                _ => continue,
-            };
-            let _: () = redis.cmd("SET", &[&key, "kept", "PXAT", expires]);
-        }
-        let prepared = prepared(dir.path(), &config, &batch).await;
-        let stats = load(&config, prepared, style, &expiry).await;
-        assert_eq!((stats.keys, stats.kept_newer), (667, 333), "{style:?}");
-        for &i in &ids {
-            let key = format!("h:{i}");
-            if i % 3 == 0 {
-                assert_eq!(redis.get(&key).as_deref(), Some("kept"), "{key} {style:?}");
-                assert_eq!(redis.pexpiretime(&key), at + 86_400_000);
-                continue;
+        // A third newer, a third older, a third absent; then none there (each call skips the
+        // per-key check); then one newer key among absent ones (its call checks every key).
+        for newer_ids in [Vec::from_iter((3..=1000).step_by(3)), vec![], vec![500]] {
+            redis.flushall();
+            let dir = tempfile::tempdir().unwrap();
+            let config = config(dir.path(), redis.port, format);
+            let is_newer = |i: i64| newer_ids.contains(&i);
+            for &i in &ids {
+                let key = format!("h:{i}");
+                let expires = match i % 3 {
+                    _ if is_newer(i) => &newer,
+                    1 if newer_ids.len() > 1 => &older,
+                    _ => continue,
+                };
+                let _: () = redis.cmd("SET", &[&key, "kept", "PXAT", expires]);
             }
-            assert_eq!(redis.pexpiretime(&key), at, "{key} {style:?}");
-            if format == "json" {
-                let expected = format!("{{\"status\":\"s{i}\",\"qty\":{i}}}");
-                assert_eq!(redis.get(&key), Some(expected), "{key}");
-            } else {
-                let fields = redis.hgetall(&key);
-                assert_eq!(fields["status"], format!("s{i}"), "{key} {style:?}");
-                assert_eq!(fields["qty"], i.to_string(), "{key} {style:?}");
-                assert_eq!(fields.len(), 2, "{key} {style:?}");
+            let prepared = prepared(dir.path(), &config, &batch).await;
+            let stats = load(&config, prepared, style, &expiry).await;
+            let kept = newer_ids.len() as u64;
+            assert_eq!(
+                (stats.keys, stats.kept_newer),
+                (1000 - kept, kept),
+                "{style:?}"
+            );
+            for &i in &ids {
+                let key = format!("h:{i}");
+                if is_newer(i) {
+                    assert_eq!(redis.get(&key).as_deref(), Some("kept"), "{key} {style:?}");
+                    assert_eq!(redis.pexpiretime(&key), at + 86_400_000);
+                    continue;
+                }
+                assert_eq!(redis.pexpiretime(&key), at, "{key} {style:?}");
+                if format == "json" {
+                    let expected = format!("{{\"status\":\"s{i}\",\"qty\":{i}}}");
+                    assert_eq!(redis.get(&key), Some(expected), "{key}");
+                } else {
+                    let fields = redis.hgetall(&key);
+                    assert_eq!(fields["status"], format!("s{i}"), "{key} {style:?}");
+                    assert_eq!(fields["qty"], i.to_string(), "{key} {style:?}");
+                    assert_eq!(fields.len(), 2, "{key} {style:?}");
+                }
             }
         }
     }

@@ -4,12 +4,14 @@
 //! expires at `partition date + retention_days`, so a later expiry means a newer partition.
 //!
 //! The two write scripts cover many keys per call (up to
-//! [`super::command::GUARDED_KEYS_PER_CALL`]), which spreads a script call's fixed cost: a
-//! backfill loads at close to the speed of a forward load. Their keys are arguments (`ARGV`, no
+//! [`super::command::GUARDED_KEYS_PER_CALL`]), which spreads a script call's fixed cost. Their keys are arguments (`ARGV`, no
 //! `KEYS`) and they carry `#!lua flags=allow-cross-slot-keys`: one call may touch keys of many
 //! slots, which Redis Cluster allows as long as every key of the call is served by the node
 //! that runs it (the writer sends each key to its node). The version check and the write of
 //! each key run inside one script, so each key is still written atomically against a newer one.
+//! A call first asks `EXISTS` of all its keys at once: when none exists (a backfill of keys no
+//! newer partition has), nothing newer can be overwritten and the per-key `PEXPIRETIME` is
+//! skipped.
 
 /// `EVALSHA sha 0 expiry_ms key1 value1 key2 value2 ...`: for each key, `SET key value PXAT
 /// expiry_ms` unless the key expires later (is newer). Returns how many keys were written; the
@@ -18,10 +20,13 @@ pub const GUARDED_SET_SCRIPT: &str = r#"#!lua flags=allow-cross-slot-keys
 local call = redis.call
 local at = ARGV[1]
 local version = tonumber(at)
+local keys = {}
+for i = 2, #ARGV, 2 do keys[#keys + 1] = ARGV[i] end
+local guard = call('EXISTS', unpack(keys)) > 0
 local written = 0
 for i = 2, #ARGV, 2 do
   local key = ARGV[i]
-  if call('PEXPIRETIME', key) <= version then
+  if not guard or call('PEXPIRETIME', key) <= version then
     call('SET', key, ARGV[i + 1], 'PXAT', at)
     written = written + 1
   end
@@ -42,7 +47,15 @@ pub const HASH_REPLACE_SCRIPT: &str = r#"#!lua flags=allow-cross-slot-keys
 local call = redis.call
 local at = ARGV[1]
 local version = tonumber(at)
+local keys = {}
 local pos = 2
+while pos <= #ARGV do
+  keys[#keys + 1] = ARGV[pos]
+  local n = tonumber(ARGV[pos + 1])
+  if n < 0 then pos = pos + 3 else pos = pos + 2 + 2 * n end
+end
+local guard = call('EXISTS', unpack(keys)) > 0
+pos = 2
 local written = 0
 local deleted = 0
 while pos <= #ARGV do
@@ -50,7 +63,7 @@ while pos <= #ARGV do
   local n = tonumber(ARGV[pos + 1])
   local last = pos + 1 + 2 * n
   if n < 0 then last = pos + 2 end
-  if call('PEXPIRETIME', key) <= version then
+  if not guard or call('PEXPIRETIME', key) <= version then
     if n < 0 then
       call('RESTORE', key, at, ARGV[pos + 2], 'REPLACE', 'ABSTTL')
       written = written + 1
