@@ -2,13 +2,18 @@
 # The coldsync benchmark, in one go (see README "Performance"):
 #   1. generates the order-fact dataset (PARTITIONS x ROWS, zstd, 128k-row row groups),
 #   2. starts its own redis-server on a free port,
-#   3. json and hash: coldsync run (end to end) vs redis-cli --pipe on the same commands
-#      (from `coldsync export --format resp`), with keys/s, MB/s, CPU seconds, peak RSS, ratio,
-#   4. a live reader's GET latency (p50/p99): no load, unthrottled load, max_keys_per_sec, adaptive,
-#   5. a no-op run over 365 daily partitions x 8 files (local fs, and on moto S3 with S3=1).
+#   3. json and hash: coldsync run (end to end) vs redis-cli --pipe of the same rows (json: the
+#      `SET ... PXAT` of `coldsync export --format resp`; hash: its `HSET` + `PEXPIREAT`, piped into
+#      DB 1, after which a sample of keys is compared with coldsync's: HGETALL, PEXPIRETIME, OBJECT
+#      ENCODING), with keys/s, MB/s, CPU seconds, peak RSS, ratio,
+#   4. guarded: per format, a forward run, then the same partitions but the newest reloaded as a
+#      backfill (older than the newest loaded: through the guard scripts), keys/s and ratio,
+#   5. a live reader's GET latency (p50/p99): no load, unthrottled load, max_keys_per_sec, adaptive,
+#   6. a no-op run over 365 daily partitions x 8 files (local fs, and on moto S3 with S3=1).
 # Usage: bench/run.sh            (PARTITIONS=5 ROWS=1000000 by default; BENCH_DIR=/tmp/coldsync-bench)
 #        FORMATS="hash" SECTIONS="" bench/run.sh      (only part of it: FORMATS="json hash",
-#                                                     SECTIONS="latency noop" by default; S3=1 adds S3)
+#                                                     SECTIONS="guarded latency noop" by default;
+#                                                     S3=1 adds S3; GUARDED_FORMATS=$FORMATS)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PARTITIONS=${PARTITIONS:-5}
@@ -79,29 +84,94 @@ timed() { # timed OUTFILE cmd...  (GNU time -v into OUTFILE)
 tv() { grep "$2" "$1" | awk -F': ' '{print $2}'; }
 wall_of() { tv "$1" "Elapsed (wall clock)" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }'; }
 
+# compare_sample N: N random keys of DB 1 (the pipe's) against DB 0 (coldsync's): HGETALL,
+# PEXPIRETIME and OBJECT ENCODING equal; prints the result, exits non-zero on a difference.
+compare_sample() {
+    python3 - "$PORT" "$1" <<'PY'
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+sock = socket.create_connection(("127.0.0.1", port))
+buf = sock.makefile("rb")
+def cmd(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    sock.sendall(out)
+    return reply()
+def reply():
+    line = buf.readline()[:-2]
+    kind, rest = line[:1], line[1:]
+    if kind in b"+:":
+        return int(rest) if kind == b":" else rest
+    if kind == b"-":
+        raise SystemExit("redis error: %r" % rest)
+    if kind == b"$":
+        if int(rest) < 0:
+            return None
+        data = buf.read(int(rest) + 2)[:-2]
+        return data
+    if kind == b"*":
+        return [reply() for _ in range(int(rest))]
+    raise SystemExit("bad reply %r" % line)
+def state(db, key):
+    cmd("SELECT", db)
+    pairs = cmd("HGETALL", key)
+    fields = sorted(zip(pairs[0::2], pairs[1::2]))
+    return fields, cmd("PEXPIRETIME", key), cmd("OBJECT", "ENCODING", key)
+differ = 0
+for _ in range(n):
+    cmd("SELECT", 1)
+    key = cmd("RANDOMKEY")
+    if state(1, key) != state(0, key):
+        differ += 1
+        if differ <= 3:
+            print("  differs: %r pipe %r coldsync %r" % (key, state(1, key), state(0, key)))
+print("sample check (%d keys, pipe DB 1 vs coldsync DB 0: HGETALL, PEXPIRETIME, OBJECT ENCODING): %s"
+      % (n, "all equal" if differ == 0 else "%d differ" % differ))
+sys.exit(1 if differ else 0)
+PY
+}
+
 declare -A PIPE_RATE CS_RATE
 for FORMAT in ${FORMATS-json hash}; do
     config "$W/$FORMAT.toml" "$FORMAT"
-    # The same commands coldsync sends (hash: MULTI, DEL + HSET + PEXPIREAT per key, EXEC), for redis-cli --pipe.
+    # What a load sends, for redis-cli --pipe (hash: MULTI, DEL + HSET + PEXPIREAT per key, EXEC).
     : > "$W/$FORMAT.resp"
     for i in $(seq 0 $((PARTITIONS - 1))); do
         d=$(date -u -d "2026-11-20 - $((PARTITIONS - 1 - i)) days" +%F)
         "$B/coldsync" -c "$W/$FORMAT.toml" --log-format json export --table orders --date "$d" >> "$W/$FORMAT.resp" 2>/dev/null
     done
+    PIPE_DB=0
+    if [ "$FORMAT" = hash ]; then
+        # The pipe baseline: the same rows as plain HSET + PEXPIREAT (no MULTI, DEL, EXEC), into
+        # DB 1, kept for the sample check against coldsync's keys in DB 0.
+        python3 - "$W/$FORMAT.resp" <<'PY'
+import re, sys
+path = sys.argv[1]
+data = open(path, "rb").read()
+data = data.replace(b"*1\r\n$5\r\nMULTI\r\n", b"").replace(b"*1\r\n$4\r\nEXEC\r\n", b"")
+data = re.sub(rb"\*2\r\n\$3\r\nDEL\r\n\$\d+\r\n[^\r]*\r\n", b"", data)
+open(path, "wb").write(data)
+PY
+        PIPE_DB=1
+    fi
     BYTES=$(stat -c %s "$W/$FORMAT.resp")
 
     rcli flushall >/dev/null
     r0=$(redis_cpu)
     start=$(date +%s.%N)
-    redis-cli -p "$PORT" --pipe < "$W/$FORMAT.resp" > "$W/pipe.out"
+    redis-cli -p "$PORT" -n "$PIPE_DB" --pipe < "$W/$FORMAT.resp" > "$W/pipe.out"
     end=$(date +%s.%N)
     r1=$(redis_cpu)
-    KEYS=$(rcli dbsize)
+    KEYS=$(rcli -n "$PIPE_DB" dbsize)
     PW=$(calc "$end - $start")
-    report "redis-cli --pipe ($FORMAT)" "$KEYS" "$PW" 0 0 "$(calc "$r1 - $r0")" - "$BYTES"
+    label="redis-cli --pipe ($FORMAT)"
+    [ "$FORMAT" = hash ] && label="pipe HSET+PEXPIREAT (hash)"
+    report "$label" "$KEYS" "$PW" 0 0 "$(calc "$r1 - $r0")" - "$BYTES"
     PIPE_RATE[$FORMAT]=$(calc "$KEYS / $PW")
 
-    rcli flushall >/dev/null
+    rcli -n 0 flushdb >/dev/null
     r0=$(redis_cpu)
     timed "$W/time.txt" "$B/coldsync" -c "$W/$FORMAT.toml" --log-format json run --as-of "$AS_OF" --json > "$W/summary.json" 2> "$W/run.log"
     r1=$(redis_cpu)
@@ -111,9 +181,45 @@ for FORMAT in ${FORMATS-json hash}; do
         "$(calc "$r1 - $r0")" "$(tv "$W/time.txt" "Maximum resident set size")" "$BYTES"
     CS_RATE[$FORMAT]=$(calc "$KEYS / $CW")
     printf "%-28s %.2f\n" "ratio coldsync/pipe ($FORMAT)" "$(calc "${CS_RATE[$FORMAT]} / ${PIPE_RATE[$FORMAT]}")"
+    if [ "$FORMAT" = hash ]; then
+        grep -o '"method":"[a-z]*"' "$W/run.log" | head -1 | sed 's/^/hash writes: /'
+        compare_sample 2000
+    fi
 done
 
-if [[ " ${SECTIONS-latency noop} " == *" latency "* ]]; then
+if [[ " ${SECTIONS-guarded latency noop} " == *" guarded "* ]]; then
+echo
+echo "== guarded (backfill) loads vs forward loads, same partitions"
+if [ "$PARTITIONS" -lt 2 ]; then echo "needs PARTITIONS >= 2"; exit 1; fi
+FIRST=$(date -u -d "2026-11-20 - $((PARTITIONS - 1)) days" +%F)
+BEFORE_NEWEST=$(date -u -d "2026-11-20 - 1 day" +%F)
+for FORMAT in ${GUARDED_FORMATS-${FORMATS-json hash}}; do
+    config "$W/g-$FORMAT.toml" "$FORMAT"
+    rcli flushall >/dev/null
+    r0=$(redis_cpu)
+    timed "$W/g-fwd.txt" "$B/coldsync" -c "$W/g-$FORMAT.toml" --log-format json run --as-of "$AS_OF" --json > "$W/g-fwd.json" 2> "$W/g-fwd.log"
+    FK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys"])' "$W/g-fwd.json")
+    FW=$(wall_of "$W/g-fwd.txt")
+    r1=$(redis_cpu)
+    report "forward run ($FORMAT)" "$FK" "$FW" "$(tv "$W/g-fwd.txt" "User time")" "$(tv "$W/g-fwd.txt" "System time")" "$(calc "$r1 - $r0")" \
+        "$(tv "$W/g-fwd.txt" "Maximum resident set size")" 0
+    # The data keys go (the ledger stays): the older partitions are reloaded as a backfill, older
+    # than the newest loaded, so every key goes through the guard script.
+    rcli eval "local n = 0 for _, k in ipairs(redis.call('KEYS', 'cold:orders:*')) do redis.call('UNLINK', k) n = n + 1 end return n" 0 > /dev/null
+    r0=$(redis_cpu)
+    timed "$W/g-bf.txt" "$B/coldsync" -c "$W/g-$FORMAT.toml" --log-format json backfill --from "$FIRST" --to "$BEFORE_NEWEST" --force --json > "$W/g-bf.json" 2> "$W/g-bf.log" \
+        || true   # exit 4: the run's real today finds its own newest cold day missing (not generated)
+    GK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys"])' "$W/g-bf.json")
+    GW=$(wall_of "$W/g-bf.txt")
+    r1=$(redis_cpu)
+    GUARDED=$(grep -c '"guarded":true' "$W/g-bf.log" || true)
+    report "guarded backfill ($FORMAT)" "$GK" "$GW" "$(tv "$W/g-bf.txt" "User time")" "$(tv "$W/g-bf.txt" "System time")" "$(calc "$r1 - $r0")" \
+        "$(tv "$W/g-bf.txt" "Maximum resident set size")" 0
+    printf "%-28s %.2f (%s partitions guarded)\n" "ratio guarded/forward ($FORMAT)" "$(calc "($GK / $GW) / ($FK / $FW)")" "$GUARDED"
+done
+fi
+
+if [[ " ${SECTIONS-guarded latency noop} " == *" latency "* ]]; then
 echo
 echo "== live reader GET latency (1 connection, 2000 GET/s of existing keys)"
 config "$W/json.toml" json
@@ -139,7 +245,7 @@ done
 
 fi
 
-if [[ " ${SECTIONS-latency noop} " == *" noop "* ]]; then
+if [[ " ${SECTIONS-guarded latency noop} " == *" noop "* ]]; then
 echo
 echo "== no-op run over 365 partitions x 8 files"
 NOOP="$BENCH_DIR/noop-365x8"

@@ -46,7 +46,11 @@ pub async fn export<W: AsyncWrite + Unpin>(
     )
     .await?;
     let style = match table.format {
-        ValueFormat::Hash => WriteStyle::Hash { guarded: false },
+        // The HSET way: an export reads no server, so it knows nothing of its ACL and limits.
+        ValueFormat::Hash => WriteStyle::Hash {
+            guarded: false,
+            restore: None,
+        },
         _ => WriteStyle::Set,
     };
     export_partition(prepared, style, &partition_expiry(table, date), out).await

@@ -454,6 +454,18 @@ async fn execute(cli: Cli) -> ExitCode {
                     false
                 }
             };
+            if tables
+                .iter()
+                .any(|t| matches!(t.format, coldsync::encode::ValueFormat::Hash))
+            {
+                match engine.hash_writes().await {
+                    Ok(method) => println!("hash writes: {}", method.describe()),
+                    Err(err) => {
+                        println!("hash writes: FAILED: {err}");
+                        failed = true;
+                    }
+                }
+            }
             for (table, result) in engine.check_tables(&tables).await {
                 match result {
                     Ok(text) => println!("table {table}: ok: {text}"),

@@ -12,6 +12,7 @@ use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use chrono::NaiveDate;
 use coldsync::config::{Config, TableConfig};
 use coldsync::load::{prepare, produce_commands, send_partition, PreparedPartition, RowCommand};
+use coldsync::redis::dump::HashListpackLimits;
 use coldsync::redis::{Connector, Expiry, ScriptShas, WriteSession, WriteStyle};
 use coldsync::throttle::RateLimiter;
 use common::{parquet_bytes, write_file, RedisServer};
@@ -90,30 +91,32 @@ async fn all_null_hash_rows_delete_their_key_and_are_not_counted_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), redis.port, "hash");
     let expiry = Expiry::at(4_102_444_800_000);
-    // h:2 held an older value: its all-null row deletes it.
-    let _: i64 = redis.cmd("HSET", &["h:2", "status", "old"]);
-    let batch = rows(&[
-        (1, Some("paid"), Some(3)),
-        (2, None, None),
-        (3, Some("open"), None),
-        (4, None, None),
-    ]);
-    let prepared = prepared(dir.path(), &config, &batch).await;
-    let stats = load(
-        &config,
-        prepared,
-        WriteStyle::Hash { guarded: false },
-        &expiry,
-    )
-    .await;
-    assert_eq!((stats.rows, stats.keys, stats.kept_newer), (4, 2, 0));
-    assert_eq!(stats.deleted_empty_keys, 2);
-    assert_eq!(
-        redis.keys("h:*"),
-        ["h:1", "h:3"].iter().map(|k| k.to_string()).collect()
-    );
-    assert_eq!(redis.hgetall("h:1").len(), 2);
-    assert_eq!(redis.pexpiretime("h:3"), expiry.millis);
+    // The HSET way (a transaction) and the RESTORE way (a DEL of its own) alike.
+    for restore in [None, Some(HashListpackLimits::default())] {
+        redis.flushall();
+        // h:2 held an older value: its all-null row deletes it.
+        let _: i64 = redis.cmd("HSET", &["h:2", "status", "old"]);
+        let batch = rows(&[
+            (1, Some("paid"), Some(3)),
+            (2, None, None),
+            (3, Some("open"), None),
+            (4, None, None),
+        ]);
+        let prepared = prepared(dir.path(), &config, &batch).await;
+        let style = WriteStyle::Hash {
+            guarded: false,
+            restore,
+        };
+        let stats = load(&config, prepared, style, &expiry).await;
+        assert_eq!((stats.rows, stats.keys, stats.kept_newer), (4, 2, 0));
+        assert_eq!(stats.deleted_empty_keys, 2, "{restore:?}");
+        assert_eq!(
+            redis.keys("h:*"),
+            ["h:1", "h:3"].iter().map(|k| k.to_string()).collect()
+        );
+        assert_eq!(redis.hgetall("h:1").len(), 2);
+        assert_eq!(redis.pexpiretime("h:3"), expiry.millis);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,42 +128,45 @@ async fn guarded_all_null_hash_rows_keep_newer_keys() {
     let expiry = Expiry::at(at);
     let newer = (at + 86_400_000).to_string();
     let older = (at - 86_400_000).to_string();
-    for (key, expires) in [("h:2", &newer), ("h:5", &older), ("h:7", &newer)] {
-        let _: i64 = redis.cmd("HSET", &[key, "status", "kept"]);
-        let _: i64 = redis.cmd("PEXPIREAT", &[key, expires]);
+    // The script's HSET way and its RESTORE way alike.
+    for restore in [None, Some(HashListpackLimits::default())] {
+        redis.flushall();
+        for (key, expires) in [("h:2", &newer), ("h:5", &older), ("h:7", &newer)] {
+            let _: i64 = redis.cmd("HSET", &[key, "status", "kept"]);
+            let _: i64 = redis.cmd("PEXPIREAT", &[key, expires]);
+        }
+        let batch = rows(&[
+            // Written.
+            (1, Some("paid"), Some(3)),
+            // Empty, but the key is newer: kept.
+            (2, None, None),
+            // Empty, the key is older: deleted.
+            (5, None, None),
+            // Empty, no key: nothing to delete, counted as deleted all the same.
+            (6, None, None),
+            // A value, but the key is newer: kept.
+            (7, Some("late"), None),
+        ]);
+        let prepared = prepared(dir.path(), &config, &batch).await;
+        let style = WriteStyle::Hash {
+            guarded: true,
+            restore,
+        };
+        let stats = load(&config, prepared, style, &expiry).await;
+        assert_eq!((stats.rows, stats.keys, stats.kept_newer), (5, 1, 2));
+        assert_eq!(stats.deleted_empty_keys, 2, "{restore:?}");
+        assert_eq!(
+            redis.keys("h:*"),
+            ["h:1", "h:2", "h:7"]
+                .iter()
+                .map(|k| k.to_string())
+                .collect()
+        );
+        assert_eq!(redis.hgetall("h:2")["status"], "kept");
+        assert_eq!(redis.hgetall("h:7")["status"], "kept");
+        assert_eq!(redis.hgetall("h:1")["status"], "paid");
+        assert_eq!(redis.pexpiretime("h:1"), at);
     }
-    let batch = rows(&[
-        // Written.
-        (1, Some("paid"), Some(3)),
-        // Empty, but the key is newer: kept.
-        (2, None, None),
-        // Empty, the key is older: deleted.
-        (5, None, None),
-        // Empty, no key: nothing to delete, counted as deleted all the same.
-        (6, None, None),
-        // A value, but the key is newer: kept.
-        (7, Some("late"), None),
-    ]);
-    let prepared = prepared(dir.path(), &config, &batch).await;
-    let stats = load(
-        &config,
-        prepared,
-        WriteStyle::Hash { guarded: true },
-        &expiry,
-    )
-    .await;
-    assert_eq!((stats.rows, stats.keys, stats.kept_newer), (5, 1, 2));
-    assert_eq!(stats.deleted_empty_keys, 2);
-    assert_eq!(
-        redis.keys("h:*"),
-        ["h:1", "h:2", "h:7"]
-            .iter()
-            .map(|k| k.to_string())
-            .collect()
-    );
-    assert_eq!(redis.hgetall("h:2")["status"], "kept");
-    assert_eq!(redis.hgetall("h:7")["status"], "kept");
-    assert_eq!(redis.hgetall("h:1")["status"], "paid");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,4 +228,89 @@ async fn a_batch_of_large_values_is_sent_before_it_passes_the_byte_cap() {
     // The cap (16 MiB) is passed by the third value: that batch goes, the fourth value follows.
     assert_eq!(batches.len(), 2, "{batches:?}");
     assert!(batches[0] < 19 << 20 && batches[1] < 7 << 20, "{batches:?}");
+}
+
+/// A guarded load of 1000 rows (over four connections, several script calls on each) over keys
+/// of which a third are newer, a third older and a third absent; over keys none of which is
+/// there; over keys one of which is there, newer: exactly the newer ones are kept (and counted),
+/// the others written with the partition's expiry, json and hash (the script's RESTORE and HSET
+/// ways).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_batch_keeps_exactly_the_newer_keys() {
+    let redis = RedisServer::start();
+    let at = 4_102_444_800_000;
+    let expiry = Expiry::at(at);
+    let (newer, older) = ((at + 86_400_000).to_string(), (at - 1).to_string());
+    let ids: Vec<i64> = (1..=1000).collect();
+    let row_data: Vec<(i64, Option<String>, Option<i32>)> = ids
+        .iter()
+        .map(|&i| (i, Some(format!("s{i}")), Some(i as i32)))
+        .collect();
+    let row_refs: Vec<(i64, Option<&str>, Option<i32>)> = row_data
+        .iter()
+        .map(|(i, s, q)| (*i, s.as_deref(), *q))
+        .collect();
+    let batch = rows(&row_refs);
+    let limits = Some(HashListpackLimits::default());
+    for (format, style) in [
+        ("json", WriteStyle::GuardedSet),
+        (
+            "hash",
+            WriteStyle::Hash {
+                guarded: true,
+                restore: limits,
+            },
+        ),
+        (
+            "hash",
+            WriteStyle::Hash {
+                guarded: true,
+                restore: None,
+            },
+        ),
+    ] {
+        // A third newer, a third older, a third absent; then none there (each call skips the
+        // per-key check); then one newer key among absent ones (its call checks every key).
+        for newer_ids in [Vec::from_iter((3..=1000).step_by(3)), vec![], vec![500]] {
+            redis.flushall();
+            let dir = tempfile::tempdir().unwrap();
+            let config = config(dir.path(), redis.port, format);
+            let is_newer = |i: i64| newer_ids.contains(&i);
+            for &i in &ids {
+                let key = format!("h:{i}");
+                let expires = match i % 3 {
+                    _ if is_newer(i) => &newer,
+                    1 if newer_ids.len() > 1 => &older,
+                    _ => continue,
+                };
+                let _: () = redis.cmd("SET", &[&key, "kept", "PXAT", expires]);
+            }
+            let prepared = prepared(dir.path(), &config, &batch).await;
+            let stats = load(&config, prepared, style, &expiry).await;
+            let kept = newer_ids.len() as u64;
+            assert_eq!(
+                (stats.keys, stats.kept_newer),
+                (1000 - kept, kept),
+                "{style:?}"
+            );
+            for &i in &ids {
+                let key = format!("h:{i}");
+                if is_newer(i) {
+                    assert_eq!(redis.get(&key).as_deref(), Some("kept"), "{key} {style:?}");
+                    assert_eq!(redis.pexpiretime(&key), at + 86_400_000);
+                    continue;
+                }
+                assert_eq!(redis.pexpiretime(&key), at, "{key} {style:?}");
+                if format == "json" {
+                    let expected = format!("{{\"status\":\"s{i}\",\"qty\":{i}}}");
+                    assert_eq!(redis.get(&key), Some(expected), "{key}");
+                } else {
+                    let fields = redis.hgetall(&key);
+                    assert_eq!(fields["status"], format!("s{i}"), "{key} {style:?}");
+                    assert_eq!(fields["qty"], i.to_string(), "{key} {style:?}");
+                    assert_eq!(fields.len(), 2, "{key} {style:?}");
+                }
+            }
+        }
+    }
 }

@@ -90,6 +90,7 @@ pub(super) struct RawRedis {
     pub(super) tls_insecure: bool,
     pub(super) max_keys_per_sec: Option<u64>,
     pub(super) adaptive_latency_ms: Option<u64>,
+    pub(super) hash_write: Option<String>,
 }
 
 fn default_username_env() -> String {

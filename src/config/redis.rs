@@ -10,6 +10,7 @@ use super::secret::{self, Secret};
 use super::SentinelConfig;
 use super::{invalid, positive};
 use crate::error::ConfigError;
+use crate::redis::capability::HashWriteOption;
 
 /// Longest `reconnect_budget_secs`: a day. A Redis away longer than that is an outage to page
 /// someone about, not a hiccup to wait out.
@@ -58,6 +59,8 @@ pub struct RedisConfig {
     pub max_keys_per_sec: Option<u64>,
     /// Adaptive mode: back off while Redis's PING round trip exceeds this.
     pub adaptive_latency: Option<Duration>,
+    /// `hash_write`: how hash tables are written (`RESTORE` when permitted, or always `HSET`).
+    pub hash_write: HashWriteOption,
 }
 
 impl RedisConfig {
@@ -181,6 +184,7 @@ impl RedisConfig {
             max_keys_per_sec: positive("redis.max_keys_per_sec", raw.max_keys_per_sec)?,
             adaptive_latency: positive("redis.adaptive_latency_ms", raw.adaptive_latency_ms)?
                 .map(Duration::from_millis),
+            hash_write: hash_write(raw.hash_write.as_deref())?,
         })
     }
 }
@@ -219,6 +223,18 @@ fn tls_client_cert(raw: &RawRedis, tls: bool) -> Result<Option<(PathBuf, PathBuf
         }
     }
     Ok(Some((cert, key)))
+}
+
+/// `redis.hash_write`: `"auto"` (the default) or `"hset"`.
+fn hash_write(value: Option<&str>) -> Result<HashWriteOption, ConfigError> {
+    match value {
+        None | Some("auto") => Ok(HashWriteOption::Auto),
+        Some("hset") => Ok(HashWriteOption::Hset),
+        Some(other) => Err(invalid(
+            "redis.hash_write",
+            format!("{other:?} is not \"auto\" or \"hset\""),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -266,5 +282,16 @@ mod tests {
             err.contains("redis.tls_cert_file") && err.contains("rediss://"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn hash_write_is_auto_or_hset() {
+        use crate::redis::capability::HashWriteOption;
+        assert_eq!(parse("").unwrap().redis.hash_write, HashWriteOption::Auto);
+        let config = parse("hash_write = \"hset\"").unwrap();
+        assert_eq!(config.redis.hash_write, HashWriteOption::Hset);
+        let err = parse("hash_write = \"restore\"").unwrap_err().to_string();
+        assert!(err.contains("redis.hash_write"), "{err}");
+        assert!(err.contains("\"restore\" is not"), "{err}");
     }
 }

@@ -1,16 +1,24 @@
 //! Redis commands in RESP, built straight from encoded rows into one reusable byte buffer.
 //!
-//! Plain writes are `SET key value PXAT ms`. Writes that must not overwrite newer data (loading a
-//! partition older than the newest loaded one) go through the Lua scripts of
-//! [`super::script`]; hash values are replaced whole, in a `MULTI` transaction or a script, so
-//! each key is replaced atomically: readers never see a missing key or a half-written hash.
+//! Plain writes are `SET key value PXAT ms`. A hash is replaced whole, so each key is replaced
+//! atomically (readers never see a missing key or a half-written hash): by one
+//! `RESTORE key ms payload REPLACE ABSTTL` when the server allows `RESTORE` and the hash fits
+//! its listpack limits (the payload from [`super::dump`]), else in a `MULTI` transaction of
+//! `DEL`, `HSET`, `PEXPIREAT`. Writes that must not overwrite newer data (loading a partition
+//! older than the newest loaded one) go through the multi-key Lua scripts of [`super::script`],
+//! [`GUARDED_KEYS_PER_CALL`] keys a call.
 
 use crate::encode::EncodedRows;
 
+use super::dump::{push_hash_payload, HashListpackLimits, HashPayload};
 use super::script::ScriptShas;
 
-/// Keys per hash-replacement script call or `MULTI` transaction.
+/// Keys per `MULTI` transaction of the `HSET` way of replacing hashes.
 pub const HASH_KEYS_PER_CALL: usize = 32;
+
+/// Keys per guarded script call: enough to spread the call's fixed cost, few enough that one
+/// call holds Redis for well under a millisecond.
+pub const GUARDED_KEYS_PER_CALL: usize = 128;
 
 /// A batch is full once its bytes reach this, whatever its row count: big values do not make
 /// batches (and the memory of the batches in flight) grow without bound.
@@ -29,6 +37,8 @@ pub enum Acknowledges {
     },
     /// The hash-replacement script: `[written, deleted]`; the other keys kept a newer value.
     WrittenAndDeleted,
+    /// `DEL` of a key whose hash is empty: `:0` or `:1`, the key is gone either way.
+    DeletedEmpty,
 }
 
 /// The keys a command covers and what its reply says about them.
@@ -38,9 +48,9 @@ struct CommandKeys {
     acknowledges: Acknowledges,
 }
 
-/// A command covers at most [`HASH_KEYS_PER_CALL`] keys: the conversion cannot fail.
+/// A command covers at most [`GUARDED_KEYS_PER_CALL`] keys: the conversion cannot fail.
 fn key_count(keys: usize) -> u16 {
-    u16::try_from(keys).expect("a command covers at most HASH_KEYS_PER_CALL keys")
+    u16::try_from(keys).expect("a command covers at most GUARDED_KEYS_PER_CALL keys")
 }
 
 /// How the rows of a partition are written.
@@ -48,14 +58,17 @@ fn key_count(keys: usize) -> u16 {
 pub enum WriteStyle {
     /// `SET key value PXAT ms`: the partition is the newest loaded, nothing newer to protect.
     Set,
-    /// Guarded SET through [`super::script::GUARDED_SET_SCRIPT`].
+    /// Guarded SET through [`super::script::GUARDED_SET_SCRIPT`], many keys a call.
     GuardedSet,
-    /// Hash replacement: unguarded as `MULTI`, (`DEL`, `HSET`, `PEXPIREAT`) per key, `EXEC`
-    /// (native commands, atomic per transaction); guarded through
-    /// [`super::script::HASH_REPLACE_SCRIPT`].
+    /// Hash replacement. Unguarded: `RESTORE ... REPLACE ABSTTL` per key when `restore` gives
+    /// the server's listpack limits and the hash is within them, else `MULTI`, (`DEL`, `HSET`,
+    /// `PEXPIREAT`) per key, `EXEC`. Guarded: through [`super::script::HASH_REPLACE_SCRIPT`],
+    /// which restores or `HSET`s each key the same way.
     Hash {
         /// Keep keys that expire later (are newer).
         guarded: bool,
+        /// `RESTORE` is allowed: the server's listpack limits. `None`: always the `HSET` way.
+        restore: Option<HashListpackLimits>,
     },
     /// `HSET` + `PEXPIREAT` as plain commands: exports for `redis-cli --pipe` into a KV without
     /// these keys (no stale-field removal, not atomic, so never used for loading a live KV).
@@ -75,25 +88,44 @@ pub struct CommandBatch {
     pending_keys: usize,
     /// Rows added whose hash is empty (every value null): their key is deleted.
     pending_empty_keys: usize,
-    /// A hash-replacement call still collecting keys.
-    open: Option<OpenHashCall>,
+    /// A guarded script call still collecting keys.
+    open: Option<OpenCall>,
     /// Keys in an open `MULTI` transaction (unguarded hash replacement).
     open_multi: usize,
     /// Keys of the open `MULTI` transaction whose hash is empty.
     open_multi_empty: usize,
+    /// The `RESTORE` payload being built (reused from row to row).
+    payload: Vec<u8>,
 }
 
-/// The parts of a multi-key hash-replacement call, written out by [`CommandBatch::seal`].
-#[derive(Debug, Default)]
-struct OpenHashCall {
-    /// Script digest, expiry text, guard flag.
-    header: [String; 3],
-    /// RESP bulk strings of the keys.
-    keys: Vec<u8>,
+/// A multi-key guarded script call, written out by [`CommandBatch::seal`] as
+/// `EVALSHA sha 0 expiry args...`.
+#[derive(Debug)]
+struct OpenCall {
+    sha: String,
+    expiry: String,
+    acknowledges: Acknowledges,
+    /// RESP bulk strings of the arguments after the expiry.
+    args: Vec<u8>,
+    nargs: usize,
     nkeys: usize,
-    /// RESP bulk strings of the per-key field counts and pairs.
-    argv: Vec<u8>,
-    nargv: usize,
+}
+
+/// The open script call of `open`, opened with `sha` if there is none.
+fn open_call<'a>(
+    open: &'a mut Option<OpenCall>,
+    sha: &str,
+    expiry: &Expiry,
+    acknowledges: Acknowledges,
+) -> &'a mut OpenCall {
+    open.get_or_insert_with(|| OpenCall {
+        sha: sha.to_string(),
+        expiry: expiry.text.clone(),
+        acknowledges,
+        args: Vec::new(),
+        nargs: 0,
+        nkeys: 0,
+    })
 }
 
 fn push_decimal(out: &mut Vec<u8>, n: u64) {
@@ -116,11 +148,7 @@ impl CommandBatch {
             bytes: Vec::with_capacity(bytes),
             starts: Vec::with_capacity(commands),
             keys: Vec::with_capacity(commands),
-            pending_keys: 0,
-            pending_empty_keys: 0,
-            open: None,
-            open_multi: 0,
-            open_multi_empty: 0,
+            ..CommandBatch::default()
         }
     }
 
@@ -156,8 +184,23 @@ impl CommandBatch {
         push_bulk(&mut self.bytes, value);
     }
 
-    /// Writes out the open hash-replacement call, if any. Done before a batch is sent.
+    /// Writes out the open `MULTI` transaction and script call, if any. Done before a batch is
+    /// sent.
     pub fn seal(&mut self) {
+        self.seal_multi();
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        self.begin_for_keys(4 + open.nargs, open.nkeys, open.acknowledges);
+        self.arg(b"EVALSHA");
+        self.arg(open.sha.as_bytes());
+        self.arg(b"0");
+        self.arg(open.expiry.as_bytes());
+        self.bytes.extend_from_slice(&open.args);
+    }
+
+    /// Ends the open `MULTI` transaction with its `EXEC`, if there is one.
+    fn seal_multi(&mut self) {
         if self.open_multi > 0 {
             let empty = key_count(self.open_multi_empty);
             self.begin_for_keys(1, self.open_multi, Acknowledges::Exec { empty });
@@ -165,22 +208,9 @@ impl CommandBatch {
             self.open_multi = 0;
             self.open_multi_empty = 0;
         }
-        let Some(open) = self.open.take() else {
-            return;
-        };
-        let args = 3 + open.nkeys + 2 + open.nargv;
-        self.begin_for_keys(args, open.nkeys, Acknowledges::WrittenAndDeleted);
-        self.arg(b"EVALSHA");
-        self.arg(open.header[0].as_bytes());
-        let mut count = itoa::Buffer::new();
-        self.arg(count.format(open.nkeys).as_bytes());
-        self.bytes.extend_from_slice(&open.keys);
-        self.arg(open.header[1].as_bytes());
-        self.arg(open.header[2].as_bytes());
-        self.bytes.extend_from_slice(&open.argv);
     }
 
-    /// Rows added (keys written or to be written), including those of an open hash call.
+    /// Rows added (keys written or to be written), including those of an open script call.
     pub fn pending_keys(&self) -> usize {
         self.pending_keys
     }
@@ -191,13 +221,9 @@ impl CommandBatch {
         self.pending_empty_keys
     }
 
-    /// Bytes of the commands so far, those of an open hash call included.
+    /// Bytes of the commands so far, those of an open script call included.
     pub fn byte_len(&self) -> usize {
-        self.bytes.len()
-            + self
-                .open
-                .as_ref()
-                .map_or(0, |open| open.keys.len() + open.argv.len())
+        self.bytes.len() + self.open.as_ref().map_or(0, |open| open.args.len())
     }
 
     /// True when the batch should be sent: `max_keys` rows, or [`MAX_BATCH_BYTES`] bytes.
@@ -214,7 +240,7 @@ impl CommandBatch {
             .map_or(0, |multi| index - multi - 1)
     }
 
-    /// Keys covered by command `index` (several for a hash-replacement call).
+    /// Keys covered by command `index` (several for a transaction or a script call).
     pub fn keys_of(&self, index: usize) -> u64 {
         self.keys
             .get(index)
@@ -257,13 +283,16 @@ impl CommandBatch {
                 self.arg(expiry.text.as_bytes());
             }
             WriteStyle::GuardedSet => {
-                self.begin(6);
-                self.arg(b"EVALSHA");
-                self.arg(shas.guarded_set.as_bytes());
-                self.arg(b"1");
-                self.arg(key);
-                self.arg(rows.value(row));
-                self.arg(expiry.text.as_bytes());
+                let open = open_call(
+                    &mut self.open,
+                    &shas.guarded_set,
+                    expiry,
+                    Acknowledges::Written,
+                );
+                push_bulk(&mut open.args, key);
+                push_bulk(&mut open.args, rows.value(row));
+                open.nargs += 2;
+                self.count_call_key();
             }
             WriteStyle::HashPlain => {
                 let fields = rows.fields(row).count();
@@ -280,64 +309,122 @@ impl CommandBatch {
                     self.push_command(&[b"PEXPIREAT", key, expiry.text.as_bytes()]);
                 }
             }
-            WriteStyle::Hash { guarded: false } => {
-                if self.open_multi == 0 {
-                    self.begin_for_keys(1, 0, Acknowledges::Written);
-                    self.arg(b"MULTI");
-                }
-                self.begin_for_keys(2, 0, Acknowledges::Written);
-                self.arg(b"DEL");
-                self.arg(key);
-                let fields = rows.fields(row).count();
-                if fields == 0 {
-                    self.pending_empty_keys += 1;
-                    self.open_multi_empty += 1;
-                } else {
-                    self.begin_for_keys(2 + 2 * fields, 0, Acknowledges::Written);
-                    self.arg(b"HSET");
-                    self.arg(key);
-                    for (name, value) in rows.fields(row) {
-                        self.arg(name);
-                        self.arg(value);
-                    }
-                    self.begin_for_keys(3, 0, Acknowledges::Written);
-                    self.arg(b"PEXPIREAT");
+            WriteStyle::Hash {
+                guarded: false,
+                restore,
+            } => match self.restore_payload(rows, row, restore) {
+                Some(HashPayload::Restore) => {
+                    self.seal_multi();
+                    self.begin(6);
+                    self.arg(b"RESTORE");
                     self.arg(key);
                     self.arg(expiry.text.as_bytes());
+                    push_bulk(&mut self.bytes, &self.payload);
+                    self.arg(b"REPLACE");
+                    self.arg(b"ABSTTL");
                 }
-                self.open_multi += 1;
-                if self.open_multi >= HASH_KEYS_PER_CALL {
-                    self.seal();
+                Some(HashPayload::Empty) => {
+                    self.seal_multi();
+                    self.pending_empty_keys += 1;
+                    self.begin_for_keys(2, 1, Acknowledges::DeletedEmpty);
+                    self.arg(b"DEL");
+                    self.arg(key);
                 }
-            }
-            WriteStyle::Hash { guarded: true } => {
-                let open = self.open.get_or_insert_with(|| OpenHashCall {
-                    header: [
-                        shas.hash_replace.clone(),
-                        expiry.text.clone(),
-                        "1".to_string(),
-                    ],
-                    ..OpenHashCall::default()
-                });
-                open.keys.push(b'$');
-                push_decimal(&mut open.keys, key.len() as u64);
-                open.keys.extend_from_slice(key);
-                open.keys.extend_from_slice(b"\r\n");
-                open.nkeys += 1;
-                let fields = rows.fields(row).count();
-                if fields == 0 {
+                _ => self.push_hash_in_multi(rows, row, expiry),
+            },
+            WriteStyle::Hash {
+                guarded: true,
+                restore,
+            } => {
+                let outcome = self.restore_payload(rows, row, restore);
+                let open = open_call(
+                    &mut self.open,
+                    &shas.hash_replace,
+                    expiry,
+                    Acknowledges::WrittenAndDeleted,
+                );
+                push_bulk(&mut open.args, key);
+                let fields = if outcome == Some(HashPayload::Restore) {
+                    push_bulk(&mut open.args, b"-1");
+                    push_bulk(&mut open.args, &self.payload);
+                    open.nargs += 3;
+                    None
+                } else {
+                    let fields = rows.fields(row).count();
+                    let mut count = itoa::Buffer::new();
+                    push_bulk(&mut open.args, count.format(fields).as_bytes());
+                    for (name, value) in rows.fields(row) {
+                        push_bulk(&mut open.args, name);
+                        push_bulk(&mut open.args, value);
+                    }
+                    open.nargs += 2 + 2 * fields;
+                    Some(fields)
+                };
+                if fields == Some(0) {
                     self.pending_empty_keys += 1;
                 }
-                let mut count = itoa::Buffer::new();
-                push_bulk(&mut open.argv, count.format(fields).as_bytes());
-                for (name, value) in rows.fields(row) {
-                    push_bulk(&mut open.argv, name);
-                    push_bulk(&mut open.argv, value);
-                }
-                open.nargv += 1 + 2 * fields;
-                if open.nkeys >= HASH_KEYS_PER_CALL {
-                    self.seal();
-                }
+                self.count_call_key();
+            }
+        }
+    }
+
+    /// Builds the `RESTORE` payload of hash row `row` into `self.payload` and says what was
+    /// built; `None` when `RESTORE` is not allowed (`restore` is `None`).
+    fn restore_payload(
+        &mut self,
+        rows: &EncodedRows,
+        row: usize,
+        restore: Option<HashListpackLimits>,
+    ) -> Option<HashPayload> {
+        let limits = restore?;
+        self.payload.clear();
+        Some(push_hash_payload(
+            rows.fields(row),
+            &limits,
+            &mut self.payload,
+        ))
+    }
+
+    /// Adds hash row `row` to the open `MULTI` transaction (opening one): `DEL`, and unless the
+    /// hash is empty `HSET` and `PEXPIREAT`.
+    fn push_hash_in_multi(&mut self, rows: &EncodedRows, row: usize, expiry: &Expiry) {
+        let key = rows.key(row);
+        if self.open_multi == 0 {
+            self.begin_for_keys(1, 0, Acknowledges::Written);
+            self.arg(b"MULTI");
+        }
+        self.begin_for_keys(2, 0, Acknowledges::Written);
+        self.arg(b"DEL");
+        self.arg(key);
+        let fields = rows.fields(row).count();
+        if fields == 0 {
+            self.pending_empty_keys += 1;
+            self.open_multi_empty += 1;
+        } else {
+            self.begin_for_keys(2 + 2 * fields, 0, Acknowledges::Written);
+            self.arg(b"HSET");
+            self.arg(key);
+            for (name, value) in rows.fields(row) {
+                self.arg(name);
+                self.arg(value);
+            }
+            self.begin_for_keys(3, 0, Acknowledges::Written);
+            self.arg(b"PEXPIREAT");
+            self.arg(key);
+            self.arg(expiry.text.as_bytes());
+        }
+        self.open_multi += 1;
+        if self.open_multi >= HASH_KEYS_PER_CALL {
+            self.seal_multi();
+        }
+    }
+
+    /// Counts a key added to the open script call, and writes the call out once it is full.
+    fn count_call_key(&mut self) {
+        if let Some(open) = self.open.as_mut() {
+            open.nkeys += 1;
+            if open.nkeys >= GUARDED_KEYS_PER_CALL {
+                self.seal();
             }
         }
     }
@@ -367,7 +454,8 @@ impl CommandBatch {
             .unwrap_or_default()
     }
 
-    /// The key (second argument, or fourth for EVALSHA) of command `index`, for error messages.
+    /// The key of command `index` (its second argument; the first key of a script call or a
+    /// transaction), for error messages.
     pub fn key_of(&self, index: usize) -> String {
         let start = self.starts.get(index).copied().unwrap_or(0);
         let end = self
@@ -377,6 +465,8 @@ impl CommandBatch {
             .unwrap_or(self.bytes.len());
         let args = parse_command(&self.bytes[start..end]);
         let key = match args.first().map(|a| a.as_slice()) {
+            // `EVALSHA sha 0 expiry key ...` or `EVALSHA sha 1 key ...`.
+            Some(b"EVALSHA") if args.get(2).is_some_and(|n| n == b"0") => args.get(4),
             Some(b"EVALSHA") => args.get(3),
             // A transaction: name its first key (the first queued command).
             Some(b"EXEC") => {
@@ -453,237 +543,5 @@ pub fn route(key: &[u8], connections: usize) -> usize {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_are_resp_arrays_of_bulk_strings() {
-        let mut batch = CommandBatch::default();
-        batch.push_command(&[
-            b"SET",
-            b"cold:orders:1",
-            b"{\"a\":1}",
-            b"PXAT",
-            b"1700000000000",
-        ]);
-        batch.push_command(&[b"EVALSHA", b"abc", b"1", b"k2", b"v", b"5"]);
-        assert_eq!(
-            &batch.bytes[..batch.starts[1]],
-            b"*5\r\n$3\r\nSET\r\n$13\r\ncold:orders:1\r\n$7\r\n{\"a\":1}\r\n$4\r\nPXAT\r\n$13\r\n1700000000000\r\n"
-        );
-        assert_eq!(batch.len(), 2);
-        assert_eq!(batch.key_of(0), "cold:orders:1");
-        assert_eq!(batch.key_of(1), "k2");
-        assert_eq!(
-            parse_command(&batch.bytes[batch.starts[1]..]),
-            vec![
-                b"EVALSHA".to_vec(),
-                b"abc".to_vec(),
-                b"1".to_vec(),
-                b"k2".to_vec(),
-                b"v".to_vec(),
-                b"5".to_vec()
-            ]
-        );
-    }
-
-    /// Two hash rows: `k:1` with `city = Wien`, `k:2` with every value null (an empty hash).
-    pub(in crate::redis) fn hash_rows() -> EncodedRows {
-        use std::sync::Arc;
-
-        use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-
-        use crate::encode::{DateEncoding, EncodeSpec, RowEncoder, TimestampEncoding, ValueFormat};
-        use crate::template::KeyTemplate;
-
-        let batch = RecordBatch::try_from_iter([
-            ("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
-            (
-                "city",
-                Arc::new(StringArray::from(vec![Some("Wien"), None])) as ArrayRef,
-            ),
-        ])
-        .unwrap();
-        let spec = Arc::new(EncodeSpec {
-            key: KeyTemplate::parse("k:{id}").unwrap(),
-            format: ValueFormat::Hash,
-            columns: vec!["city".into()],
-            timestamp: TimestampEncoding::Iso8601,
-            date: DateEncoding::Iso8601,
-        });
-        let mut rows = EncodedRows::new();
-        RowEncoder::new(spec, &batch.schema())
-            .unwrap()
-            .encode_batch(&batch, &mut rows)
-            .unwrap();
-        rows
-    }
-
-    #[test]
-    fn hash_rows_share_one_script_call_until_sealed() {
-        let rows = hash_rows();
-        let shas = ScriptShas {
-            hash_replace: "sha".into(),
-            ..ScriptShas::default()
-        };
-        let expiry = Expiry::at(5);
-        let mut batch = CommandBatch::default();
-        batch.push_row(&rows, 0, WriteStyle::Hash { guarded: true }, &expiry, &shas);
-        batch.push_row(&rows, 1, WriteStyle::Hash { guarded: true }, &expiry, &shas);
-        assert_eq!((batch.len(), batch.pending_keys()), (0, 2));
-        batch.seal();
-        assert_eq!((batch.len(), batch.keys_of(0)), (1, 2));
-        let args: Vec<String> = parse_command(&batch.bytes)
-            .into_iter()
-            .map(|a| String::from_utf8(a).unwrap())
-            .collect();
-        assert_eq!(
-            args,
-            ["EVALSHA", "sha", "2", "k:1", "k:2", "5", "1", "1", "city", "Wien", "0"]
-        );
-        assert_eq!(batch.key_of(0), "k:1");
-
-        let mut multi = CommandBatch::default();
-        multi.push_row(
-            &rows,
-            0,
-            WriteStyle::Hash { guarded: false },
-            &expiry,
-            &shas,
-        );
-        multi.push_row(
-            &rows,
-            1,
-            WriteStyle::Hash { guarded: false },
-            &expiry,
-            &shas,
-        );
-        multi.seal();
-        let commands: Vec<Vec<String>> = (0..multi.len())
-            .map(|i| {
-                let end = multi.starts.get(i + 1).map_or(multi.bytes.len(), |e| *e);
-                parse_command(&multi.bytes[multi.starts[i]..end])
-                    .into_iter()
-                    .map(|a| String::from_utf8(a).unwrap())
-                    .collect()
-            })
-            .collect();
-        assert_eq!(
-            commands,
-            vec![
-                vec!["MULTI"],
-                vec!["DEL", "k:1"],
-                vec!["HSET", "k:1", "city", "Wien"],
-                vec!["PEXPIREAT", "k:1", "5"],
-                vec!["DEL", "k:2"],
-                vec!["EXEC"],
-            ]
-        );
-        assert_eq!(
-            (multi.keys_of(0), multi.keys_of(5), multi.pending_keys()),
-            (0, 2, 2)
-        );
-        assert_eq!(multi.key_of(5), "k:1");
-        assert_eq!(multi.queued_before(5), 4);
-
-        let mut plain = CommandBatch::default();
-        plain.push_row(&rows, 0, WriteStyle::HashPlain, &expiry, &shas);
-        plain.push_row(&rows, 1, WriteStyle::HashPlain, &expiry, &shas);
-        assert_eq!((plain.len(), plain.pending_keys()), (2, 2));
-        assert_eq!(
-            plain.bytes,
-            b"*4\r\n$4\r\nHSET\r\n$3\r\nk:1\r\n$4\r\ncity\r\n$4\r\nWien\r\n*3\r\n$9\r\nPEXPIREAT\r\n$3\r\nk:1\r\n$1\r\n5\r\n"
-        );
-    }
-
-    #[test]
-    fn a_batch_is_full_at_its_byte_cap_whatever_its_row_count() {
-        use std::sync::Arc;
-
-        use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-
-        use crate::encode::{DateEncoding, EncodeSpec, RowEncoder, TimestampEncoding, ValueFormat};
-        use crate::template::KeyTemplate;
-
-        // Three values of 6 MiB: the cap (16 MiB) is reached by the third row.
-        let big = "x".repeat(6 << 20);
-        let batch = RecordBatch::try_from_iter([
-            ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
-            (
-                "v",
-                Arc::new(StringArray::from(vec![big.as_str(); 3])) as ArrayRef,
-            ),
-        ])
-        .unwrap();
-        let spec = Arc::new(EncodeSpec {
-            key: KeyTemplate::parse("k:{id}").unwrap(),
-            format: ValueFormat::Column("v".into()),
-            columns: Vec::new(),
-            timestamp: TimestampEncoding::Iso8601,
-            date: DateEncoding::Iso8601,
-        });
-        let mut rows = EncodedRows::new();
-        RowEncoder::new(spec, &batch.schema())
-            .unwrap()
-            .encode_batch(&batch, &mut rows)
-            .unwrap();
-        let (expiry, shas) = (Expiry::at(5), ScriptShas::default());
-        for style in [WriteStyle::Set, WriteStyle::GuardedSet] {
-            let mut out = CommandBatch::default();
-            out.push_row(&rows, 0, style, &expiry, &shas);
-            out.push_row(&rows, 1, style, &expiry, &shas);
-            assert!(!out.is_full(1000), "{style:?}");
-            out.push_row(&rows, 2, style, &expiry, &shas);
-            assert!(out.is_full(1000), "{style:?}");
-            assert!(out.byte_len() >= MAX_BATCH_BYTES);
-            assert_eq!(out.key_of(2), "k:3");
-            assert_eq!(out.starts[2], 2 * (out.bytes.len() / 3));
-        }
-        // The rows of an open hash-replacement call count too.
-        let mut open = CommandBatch::default();
-        assert!(!open.is_full(1));
-        open.pending_keys = 1;
-        assert!(open.is_full(1));
-    }
-
-    #[test]
-    fn empty_hash_rows_are_counted_apart() {
-        let rows = hash_rows();
-        let shas = ScriptShas::default();
-        let expiry = Expiry::at(5);
-        for style in [
-            WriteStyle::Hash { guarded: false },
-            WriteStyle::Hash { guarded: true },
-            WriteStyle::HashPlain,
-        ] {
-            let mut batch = CommandBatch::default();
-            batch.push_row(&rows, 0, style, &expiry, &shas);
-            batch.push_row(&rows, 1, style, &expiry, &shas);
-            batch.seal();
-            assert_eq!(
-                (batch.pending_keys(), batch.empty_keys()),
-                (2, 1),
-                "{style:?}"
-            );
-            let last = batch.len() - 1;
-            let expected = match style {
-                WriteStyle::Hash { guarded: false } => Acknowledges::Exec { empty: 1 },
-                WriteStyle::Hash { guarded: true } => Acknowledges::WrittenAndDeleted,
-                _ => Acknowledges::Written,
-            };
-            assert_eq!(batch.acknowledges(last), expected, "{style:?}");
-        }
-    }
-
-    #[test]
-    fn routing_is_stable_and_in_range() {
-        for n in 1..8 {
-            for key in [&b"a"[..], b"cold:orders:42", b""] {
-                let r = route(key, n);
-                assert!(r < n);
-                assert_eq!(r, route(key, n));
-            }
-        }
-        assert_eq!(route(b"cold:orders:42", 1), 0);
-    }
-}
+#[path = "command_tests.rs"]
+pub(super) mod tests;

@@ -11,10 +11,13 @@
 //! - [`control`]: the control client of the ledger, `INFO` and the version check (the `redis`
 //!   crate, over a connection opened and checked by the [`Connector`]).
 //! - [`sentinel`]: where the master of a `redis+sentinel://` URL is (asked at every connect).
+//! - [`capability`]: how hash tables are written on this server (`RESTORE` when the user may run
+//!   it, within the server's listpack limits; else `HSET`), probed once per run.
 //! - [`dump`]: the `RESTORE` payload of a hash (Redis's `DUMP` format: a listpack, its RDB
 //!   version and CRC), and the listpack limits that send a hash the `HSET` way instead.
 
 pub mod acl;
+pub mod capability;
 pub mod command;
 pub mod connection;
 pub mod control;
@@ -25,8 +28,8 @@ pub mod sentinel;
 pub mod session;
 
 pub use command::{
-    parse_command, route, Acknowledges, CommandBatch, Expiry, WriteStyle, HASH_KEYS_PER_CALL,
-    MAX_BATCH_BYTES,
+    parse_command, route, Acknowledges, CommandBatch, Expiry, WriteStyle, GUARDED_KEYS_PER_CALL,
+    HASH_KEYS_PER_CALL, MAX_BATCH_BYTES,
 };
 pub use connection::{ConnectStep, Connection, Connector, RedisStream};
 pub use reply::{Reply, ReplyReader};

@@ -2,38 +2,82 @@
 //!
 //! The version guard uses the key's absolute expiry as its version: every key of a partition
 //! expires at `partition date + retention_days`, so a later expiry means a newer partition.
+//!
+//! The two write scripts cover many keys per call (up to
+//! [`super::command::GUARDED_KEYS_PER_CALL`]), which spreads a script call's fixed cost. Their keys are arguments (`ARGV`, no
+//! `KEYS`) and they carry `#!lua flags=allow-cross-slot-keys`: one call may touch keys of many
+//! slots, which Redis Cluster allows as long as every key of the call is served by the node
+//! that runs it (the writer sends each key to its node). The version check and the write of
+//! each key run inside one script, so each key is still written atomically against a newer one.
+//! A call first asks `EXISTS` of all its keys at once: when none exists (a backfill of keys no
+//! newer partition has), nothing newer can be overwritten and the per-key `PEXPIRETIME` is
+//! skipped.
 
-/// `EVALSHA sha 1 key value expiry_ms`: SET with PXAT unless the key expires later (is newer).
-/// Returns 1 when written, 0 when a newer value was kept.
-pub const GUARDED_SET_SCRIPT: &str = r#"local at = tonumber(ARGV[2])
-if redis.call('PEXPIRETIME', KEYS[1]) > at then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-return 1"#;
+/// `EVALSHA sha 0 expiry_ms key1 value1 key2 value2 ...`: for each key, `SET key value PXAT
+/// expiry_ms` unless the key expires later (is newer). Returns how many keys were written; the
+/// others kept a newer value.
+pub const GUARDED_SET_SCRIPT: &str = r#"#!lua flags=allow-cross-slot-keys
+local call = redis.call
+local at = ARGV[1]
+local version = tonumber(at)
+local keys = {}
+for i = 2, #ARGV, 2 do keys[#keys + 1] = ARGV[i] end
+local guard = call('EXISTS', unpack(keys)) > 0
+local written = 0
+for i = 2, #ARGV, 2 do
+  local key = ARGV[i]
+  if not guard or call('PEXPIRETIME', key) <= version then
+    call('SET', key, ARGV[i + 1], 'PXAT', at)
+    written = written + 1
+  end
+end
+return written"#;
 
-/// `EVALSHA sha N key1..keyN expiry_ms guard n1 field value ... n2 field value ...`: replaces
-/// each key's whole hash (`ni` field/value pairs; none: the key is deleted) and sets its expiry,
-/// each key atomically. With guard `1`, a key that expires later (is newer) is kept. Several keys
-/// per call spread the script's fixed cost. Returns `[written, deleted]`: keys written, and keys
-/// deleted because their hash is empty (Redis has no empty hash); the others kept a newer value.
-pub const HASH_REPLACE_SCRIPT: &str = r#"local at = tonumber(ARGV[1])
-local guard = ARGV[2] == '1'
-local pos = 3
+/// `EVALSHA sha 0 expiry_ms key1 n1 ... key2 n2 ...`: replaces each key's whole hash and sets
+/// its expiry, each key atomically, unless the key expires later (is newer). Per key, `n` says
+/// what follows it:
+/// - `-1`: one `RESTORE` payload (see [`super::dump`]): `RESTORE key expiry_ms payload REPLACE
+///   ABSTTL`;
+/// - `0`: nothing, the hash is empty: the key is deleted (Redis has no empty hash);
+/// - `n > 0`: `n` field/value pairs: `DEL`, `HSET`, `PEXPIREAT`.
+///
+/// Returns `[written, deleted]`: keys written, and keys deleted because their hash is empty; the
+/// others kept a newer value.
+pub const HASH_REPLACE_SCRIPT: &str = r#"#!lua flags=allow-cross-slot-keys
+local call = redis.call
+local at = ARGV[1]
+local version = tonumber(at)
+local keys = {}
+local pos = 2
+while pos <= #ARGV do
+  keys[#keys + 1] = ARGV[pos]
+  local n = tonumber(ARGV[pos + 1])
+  if n < 0 then pos = pos + 3 else pos = pos + 2 + 2 * n end
+end
+local guard = call('EXISTS', unpack(keys)) > 0
+pos = 2
 local written = 0
 local deleted = 0
-for i = 1, #KEYS do
-  local n = tonumber(ARGV[pos])
-  local key = KEYS[i]
-  if not (guard and redis.call('PEXPIRETIME', key) > at) then
-    redis.call('DEL', key)
-    if n > 0 then
-      redis.call('HSET', key, unpack(ARGV, pos + 1, pos + 2 * n))
-      redis.call('PEXPIREAT', key, ARGV[1])
+while pos <= #ARGV do
+  local key = ARGV[pos]
+  local n = tonumber(ARGV[pos + 1])
+  local last = pos + 1 + 2 * n
+  if n < 0 then last = pos + 2 end
+  if not guard or call('PEXPIRETIME', key) <= version then
+    if n < 0 then
+      call('RESTORE', key, at, ARGV[pos + 2], 'REPLACE', 'ABSTTL')
       written = written + 1
-    else
+    elseif n == 0 then
+      call('DEL', key)
       deleted = deleted + 1
+    else
+      call('DEL', key)
+      call('HSET', key, unpack(ARGV, pos + 2, last))
+      call('PEXPIREAT', key, at)
+      written = written + 1
     end
   end
-  pos = pos + 1 + 2 * n
+  pos = last + 1
 end
 return {written, deleted}"#;
 

@@ -105,6 +105,9 @@ async fn check_replies<R: AsyncRead + Unpin>(
                 ))
             }
             (Reply::Simple, _) => {}
+            (Reply::Integer(0 | 1), Acknowledges::DeletedEmpty) => {
+                totals.deleted_empty_keys += keys;
+            }
             (Reply::Integer(written), _) if (0..=keys as i64).contains(&written) => {
                 totals.kept_newer += keys - written as u64;
             }
@@ -266,7 +269,10 @@ mod tests {
         let mut batch = CommandBatch::default();
         let rows = crate::redis::command::tests::hash_rows();
         let (expiry, shas) = (Expiry::at(5), ScriptShas::default());
-        let style = WriteStyle::Hash { guarded: false };
+        let style = WriteStyle::Hash {
+            guarded: false,
+            restore: None,
+        };
         batch.push_row(&rows, 0, style, &expiry, &shas);
         batch.push_row(&rows, 1, style, &expiry, &shas);
         batch.seal();
@@ -282,26 +288,47 @@ mod tests {
             }
         );
 
-        // The guarded script: 32 keys, `[written, deleted]`, the rest kept newer.
+        // The guarded script: 128 keys, `[written, deleted]`, the rest kept newer.
         let mut batch = CommandBatch::default();
-        let style = WriteStyle::Hash { guarded: true };
-        for _ in 0..16 {
+        let style = WriteStyle::Hash {
+            guarded: true,
+            restore: None,
+        };
+        for _ in 0..64 {
             batch.push_row(&rows, 0, style, &expiry, &shas);
             batch.push_row(&rows, 1, style, &expiry, &shas);
         }
         assert_eq!(batch.len(), 1);
-        let mut reader = ReplyReader::new(&b"*2\r\n:10\r\n:16\r\n"[..]);
+        let mut reader = ReplyReader::new(&b"*2\r\n:10\r\n:64\r\n"[..]);
         assert_eq!(
             check_replies(&mut reader, &batch).await.unwrap(),
             WriteTotals {
-                keys: 32,
-                kept_newer: 6,
-                deleted_empty_keys: 16,
+                keys: 128,
+                kept_newer: 54,
+                deleted_empty_keys: 64,
             }
         );
         // More keys than the call covers is not a valid answer.
-        let mut reader = ReplyReader::new(&b"*2\r\n:20\r\n:16\r\n"[..]);
+        let mut reader = ReplyReader::new(&b"*2\r\n:70\r\n:64\r\n"[..]);
         let totals = check_replies(&mut reader, &batch).await;
         assert!(matches!(totals, Err(RedisError::Protocol(_))), "{totals:?}");
+
+        // RESTORE, then the DEL of an empty hash: `:0` (no key) is a deletion, not a kept key.
+        let mut batch = CommandBatch::default();
+        let style = WriteStyle::Hash {
+            guarded: false,
+            restore: Some(crate::redis::dump::HashListpackLimits::default()),
+        };
+        batch.push_row(&rows, 0, style, &expiry, &shas);
+        batch.push_row(&rows, 1, style, &expiry, &shas);
+        let mut reader = ReplyReader::new(&b"+OK\r\n:0\r\n"[..]);
+        assert_eq!(
+            check_replies(&mut reader, &batch).await.unwrap(),
+            WriteTotals {
+                keys: 2,
+                kept_newer: 0,
+                deleted_empty_keys: 1,
+            }
+        );
     }
 }

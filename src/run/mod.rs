@@ -31,6 +31,7 @@ use crate::error::{ConfigError, PartitionError, RedisError, SourceError};
 use crate::ledger::{Ledger, LedgerEntry};
 use crate::listing::{list_table, TableListing};
 use crate::plan::{plan_table, TablePlan};
+use crate::redis::capability::{probe_hash_writes, HashWriteMethod};
 use crate::redis::Connector;
 use crate::source::build_operator;
 use crate::throttle::{run_adaptive, RateLimit, RateLimiter, ADAPTIVE_CEILING};
@@ -95,6 +96,8 @@ pub struct Engine {
     connector: Arc<Connector>,
     /// `redis.max_keys_per_sec`, or the adaptive rate; shared by every table of a run.
     global_limit: Option<Arc<RateLimit>>,
+    /// How hash tables are written, probed at the first hash write (or `check --connect`).
+    hash_writes: tokio::sync::OnceCell<HashWriteMethod>,
 }
 
 /// Starting a command failed before any table was touched.
@@ -140,7 +143,25 @@ impl Engine {
             ledger,
             connector,
             global_limit,
+            hash_writes: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// How hash tables are written on this server (`RESTORE` or `HSET`), probed once (see
+    /// [`crate::redis::capability`]).
+    pub async fn hash_writes(&self) -> Result<&HashWriteMethod, RedisError> {
+        let probe_key = format!("{}:restore-probe", self.config.ledger_prefix);
+        self.hash_writes
+            .get_or_try_init(|| async {
+                probe_hash_writes(
+                    self.ledger.control(),
+                    self.config.redis.hash_write,
+                    &probe_key,
+                    self.connector.masked_addr(),
+                )
+                .await
+            })
+            .await
     }
 
     /// The validated config.

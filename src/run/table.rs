@@ -520,7 +520,10 @@ impl Engine {
             self.config.progress_interval,
         );
         let style = match (&table.format, guarded) {
-            (ValueFormat::Hash, guarded) => WriteStyle::Hash { guarded },
+            (ValueFormat::Hash, guarded) => WriteStyle::Hash {
+                guarded,
+                restore: self.hash_writes().await?.restore_limits(),
+            },
             (_, true) => WriteStyle::GuardedSet,
             (_, false) => WriteStyle::Set,
         };
