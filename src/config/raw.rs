@@ -88,6 +88,14 @@ pub(super) struct RawRedis {
     pub(super) tls_insecure: bool,
     pub(super) max_keys_per_sec: Option<u64>,
     pub(super) adaptive_latency_ms: Option<u64>,
+    // Redis Cluster (src/redis/cluster.rs).
+    #[serde(default)]
+    pub(super) cluster: bool,
+    #[serde(default)]
+    pub(super) urls: Vec<String>,
+    #[serde(default)]
+    pub(super) wait_replicas: usize,
+    pub(super) wait_timeout: Option<String>,
 }
 
 fn default_username_env() -> String {

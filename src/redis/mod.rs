@@ -9,9 +9,15 @@
 //!   checked.
 //! - [`control`]: the control client of the ledger, `INFO` and the version check (the `redis`
 //!   crate, over a connection opened and checked by the [`Connector`]).
+//! - [`cluster`]: Redis Cluster topology (slot of a key, slot → master map, redirections) and
+//!   the [`cluster::Router`] that spreads rows over the write queues.
+//! - [`cluster_session`]: the bulk writer on a cluster (per master; redirections and failovers
+//!   followed, unacknowledged batches resent).
 //! - [`dump`]: the `RESTORE` payload of a hash (Redis's `DUMP` format: a listpack, its RDB
 //!   version and CRC), and the listpack limits that send a hash the `HSET` way instead.
 
+pub mod cluster;
+mod cluster_session;
 pub mod command;
 pub mod connection;
 pub mod control;
@@ -20,6 +26,7 @@ pub mod reply;
 pub mod script;
 pub mod session;
 
+pub use cluster::{key_slot, NodeAddr, Router, Topology};
 pub use command::{
     parse_command, route, Acknowledges, CommandBatch, Expiry, WriteStyle, HASH_KEYS_PER_CALL,
     MAX_BATCH_BYTES,

@@ -11,6 +11,9 @@ use tokio::task::JoinSet;
 
 use crate::error::RedisError;
 
+use std::ops::Range;
+
+use super::cluster::{parse_redirect, Redirect, Router};
 use super::command::{Acknowledges, CommandBatch};
 use super::connection::{Connection, Connector};
 use super::reply::{Reply, ReplyReader};
@@ -29,7 +32,7 @@ pub struct WriteTotals {
 }
 
 impl WriteTotals {
-    fn add(&mut self, other: WriteTotals) {
+    pub(super) fn add(&mut self, other: WriteTotals) {
         self.keys += other.keys;
         self.kept_newer += other.kept_newer;
         self.deleted_empty_keys += other.deleted_empty_keys;
@@ -87,7 +90,31 @@ async fn check_replies<R: AsyncRead + Unpin>(
     reader: &mut ReplyReader<R>,
     batch: &CommandBatch,
 ) -> Result<WriteTotals, RedisError> {
-    let mut totals = WriteTotals::default();
+    Ok(check_batch(reader, batch, false).await?.totals)
+}
+
+/// What the replies of a batch said.
+#[derive(Debug, Default)]
+pub(super) struct Checked {
+    /// Counts of the acknowledged commands.
+    pub(super) totals: WriteTotals,
+    /// Commands a cluster node redirected (a command, or a whole `MULTI`..`EXEC`), in order:
+    /// not written, to be sent where the redirection says.
+    pub(super) redirects: Vec<(Range<usize>, Redirect)>,
+}
+
+/// Reads and checks the replies of every command of `batch`. On a cluster (`cluster`), a
+/// redirection (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`) is not an error: the command (or its
+/// whole transaction) is returned to be sent again, and the rest of the batch still checked.
+pub(super) async fn check_batch<R: AsyncRead + Unpin>(
+    reader: &mut ReplyReader<R>,
+    batch: &CommandBatch,
+    cluster: bool,
+) -> Result<Checked, RedisError> {
+    let mut checked = Checked::default();
+    let totals = &mut checked.totals;
+    // The open transaction: where its MULTI is, and the redirection of its queued commands.
+    let mut multi: Option<(usize, Option<Redirect>)> = None;
     for index in 0..batch.len() {
         let keys = batch.keys_of(index);
         let unexpected = |reply: &Reply| {
@@ -96,12 +123,49 @@ async fn check_replies<R: AsyncRead + Unpin>(
                 batch.key_of(index)
             ))
         };
-        match (reader.next().await?, batch.acknowledges(index)) {
+        let reply = reader.next().await?;
+        let acknowledges = batch.acknowledges(index);
+        if cluster {
+            if batch.is_multi(index) {
+                multi = Some((index, None));
+            }
+            let redirect = match &reply {
+                Reply::Error(message) => parse_redirect(message),
+                _ => None,
+            };
+            if let Some((start, transaction)) = &mut multi {
+                if let Acknowledges::Exec { .. } = acknowledges {
+                    let start = *start;
+                    if let Some(redirect) = transaction.take() {
+                        // The queued commands were refused: EXEC discarded the transaction.
+                        checked.redirects.push((start..index + 1, redirect));
+                        multi = None;
+                        continue;
+                    }
+                    multi = None;
+                } else if let Some(redirect) = redirect {
+                    transaction.get_or_insert(redirect);
+                    continue;
+                }
+            } else if let Some(redirect) = redirect {
+                checked.redirects.push((index..index + 1, redirect));
+                continue;
+            }
+        }
+        match (reply, acknowledges) {
             (Reply::Error(message), _) => {
                 return Err(RedisError::Reply {
                     key: batch.key_of(index),
                     message,
                 })
+            }
+            (Reply::Integer(acked), Acknowledges::Replicas { wanted }) => {
+                if acked < i64::from(wanted) {
+                    return Err(RedisError::NotReplicated {
+                        acked,
+                        wanted: wanted.into(),
+                    });
+                }
             }
             (Reply::Simple, _) => {}
             (Reply::Integer(written), _) if (0..=keys as i64).contains(&written) => {
@@ -140,7 +204,7 @@ async fn check_replies<R: AsyncRead + Unpin>(
         }
         totals.keys += keys;
     }
-    Ok(totals)
+    Ok(checked)
 }
 
 /// Connections open for one partition load.
@@ -148,6 +212,9 @@ pub struct WriteSession {
     senders: Vec<mpsc::Sender<CommandBatch>>,
     tasks: JoinSet<Result<WriteTotals, RedisError>>,
     shas: ScriptShas,
+    router: Router,
+    /// `WAIT replicas timeout_ms` after each batch (`[redis] wait_replicas`).
+    wait: Option<(usize, u64)>,
 }
 
 /// The session's connection tasks have stopped (an error is waiting in [`WriteSession::finish`]).
@@ -155,9 +222,25 @@ pub struct WriteSession {
 pub struct SessionBroken;
 
 impl WriteSession {
-    /// Opens `redis.connections` connections and loads the write scripts.
+    /// Opens `redis.connections` connections and loads the write scripts; on a cluster,
+    /// `redis.connections` per master (see [`super::cluster_session`]).
     pub async fn open(connector: &Connector) -> Result<WriteSession, RedisError> {
         let config = connector.config();
+        let wait = (config.wait_replicas > 0)
+            .then_some((config.wait_replicas, config.wait_timeout.as_millis() as u64));
+        if config.cluster.is_some() {
+            let (senders, tasks, shas, topology) = super::cluster_session::open(connector).await?;
+            return Ok(WriteSession {
+                senders,
+                tasks,
+                shas,
+                router: Router::Cluster {
+                    topology,
+                    per_master: config.connections,
+                },
+                wait,
+            });
+        }
         let mut connections = Vec::with_capacity(config.connections);
         for _ in 0..config.connections {
             connections.push(connector.open().await?);
@@ -178,7 +261,16 @@ impl WriteSession {
             senders,
             tasks,
             shas,
+            router: Router::Single {
+                connections: config.connections,
+            },
+            wait,
         })
+    }
+
+    /// How rows are spread over the queues ([`WriteSession::send`]'s `index`).
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// Digests of the loaded scripts.
@@ -192,9 +284,12 @@ impl WriteSession {
     }
 
     /// Queues a batch on connection `index`, waiting while that connection is saturated.
-    pub async fn send(&self, index: usize, batch: CommandBatch) -> Result<(), SessionBroken> {
+    pub async fn send(&self, index: usize, mut batch: CommandBatch) -> Result<(), SessionBroken> {
         if batch.is_empty() {
             return Ok(());
+        }
+        if let Some((replicas, timeout_ms)) = self.wait {
+            batch.push_wait(replicas, timeout_ms);
         }
         self.senders[index]
             .send(batch)
