@@ -274,6 +274,16 @@ fn a_master_failing_over_during_a_load_loses_no_key() {
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(named(&events, "partition_loaded").len(), 1);
     assert!(cluster.masters().iter().all(|m| m.port != victim.port));
+    // The writes went to the new master: the old one, now a replica, answered MOVED, or the
+    // writer reconnected to the new master.
+    let new_node = format!("127.0.0.1:{}", replica.port);
+    let followed = named(&events, "cluster_redirects")
+        .iter()
+        .any(|e| event_field(e, "moved").and_then(Value::as_u64) > Some(0))
+        || named(&events, "cluster_topology_changed")
+            .iter()
+            .any(|e| event_field(e, "new_node").and_then(Value::as_str) == Some(&new_node));
+    assert!(followed, "{events:#?}");
     assert_every_key(&cluster, BIG, 101);
     assert_eq!(
         ledger(&cluster, LEDGER).keys().collect::<Vec<_>>(),

@@ -81,6 +81,7 @@ pub(super) async fn open(connector: &Connector) -> Result<OpenedCluster, RedisEr
                 budget: config.reconnect_budget,
                 wait,
                 side: HashMap::new(),
+                redirected: [0; 3],
             };
             tasks.spawn(writer.run(connection, rx));
         }
@@ -104,6 +105,8 @@ struct NodeWriter {
     wait: Option<(usize, u64)>,
     /// Connections to the nodes redirected commands were sent to.
     side: HashMap<NodeAddr, Connection>,
+    /// Writes (a command, or a one-key transaction) redirected so far, by kind: `MOVED`, `ASK`, `TRYAGAIN`/`CLUSTERDOWN`.
+    redirected: [u64; 3],
 }
 
 /// Batches written (or about to be) and not yet fully acknowledged, oldest first.
@@ -136,7 +139,10 @@ impl NodeWriter {
                 Err(err) => Err(err),
             };
             let err = match result {
-                Ok(()) => return Ok(totals),
+                Ok(()) => {
+                    self.log_redirects();
+                    return Ok(totals);
+                }
                 Err(err) => err,
             };
             // Progress since the last failure starts the budget again.
@@ -164,6 +170,23 @@ impl NodeWriter {
             );
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_DELAY);
+        }
+    }
+
+    /// Logs `cluster_redirects` once the queue is done, if any command was redirected.
+    fn log_redirects(&self) {
+        let [moved, ask, retry] = self.redirected;
+        if moved + ask + retry > 0 {
+            tracing::info!(
+                target: LOG_TARGET,
+                event = "cluster_redirects",
+                node = %self.node,
+                slot = self.home_slot,
+                moved,
+                ask,
+                retry,
+                "commands of this write queue were redirected and sent again where the cluster said"
+            );
         }
     }
 
@@ -295,6 +318,12 @@ impl NodeWriter {
             // nodes does not matter, the order within one node is kept.
             let mut by_node: BTreeMap<NodeAddr, CommandBatch> = BTreeMap::new();
             for (commands, redirect, answered) in pending.drain(..) {
+                let kind = match redirect {
+                    Redirect::Moved { .. } => 0,
+                    Redirect::Ask { .. } => 1,
+                    Redirect::Retry => 2,
+                };
+                self.redirected[kind] += 1;
                 let (target, asking) = match redirect {
                     Redirect::Moved { node, slot: s } => {
                         slot = Some(s);

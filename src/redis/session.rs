@@ -397,4 +397,87 @@ mod tests {
         let totals = check_replies(&mut reader, &batch).await;
         assert!(matches!(totals, Err(RedisError::Protocol(_))), "{totals:?}");
     }
+
+    #[tokio::test]
+    async fn cluster_redirections_return_whole_units_and_the_rest_is_counted() {
+        let rows = crate::redis::command::tests::hash_rows();
+        let (expiry, shas) = (Expiry::at(5), ScriptShas::default());
+        let mut batch = CommandBatch::default().one_key_per_call(true);
+        batch.push_command(&[b"SET", b"k1", b"v", b"PXAT", b"1"]);
+        // Two one-key transactions: MULTI DEL HSET PEXPIREAT EXEC, MULTI DEL EXEC (empty hash).
+        batch.push_row(
+            &rows,
+            0,
+            WriteStyle::Hash { guarded: false },
+            &expiry,
+            &shas,
+        );
+        batch.push_row(
+            &rows,
+            1,
+            WriteStyle::Hash { guarded: false },
+            &expiry,
+            &shas,
+        );
+        batch.seal();
+        batch.push_command(&[b"SET", b"k2", b"v", b"PXAT", b"1"]);
+        batch.push_wait(1, 100);
+        assert_eq!(batch.len(), 11);
+        let replies = b"-ASK 7 127.0.0.1:7001\r\n\
+            +OK\r\n-MOVED 9 127.0.0.1:7002\r\n-MOVED 9 127.0.0.1:7002\r\n\
+            -MOVED 9 127.0.0.1:7002\r\n-EXECABORT Transaction discarded\r\n\
+            +OK\r\n+QUEUED\r\n*1\r\n:1\r\n+OK\r\n:1\r\n";
+        let checked = check_batch(&mut ReplyReader::new(&replies[..]), &batch, true)
+            .await
+            .unwrap();
+        let node = |port| crate::redis::NodeAddr {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        assert_eq!(
+            checked.redirects,
+            vec![
+                (
+                    0..1,
+                    Redirect::Ask {
+                        slot: 7,
+                        node: node(7001)
+                    }
+                ),
+                (
+                    1..6,
+                    Redirect::Moved {
+                        slot: 9,
+                        node: node(7002)
+                    }
+                ),
+            ]
+        );
+        // The empty-hash transaction and k2 were written; WAIT saw its replica.
+        assert_eq!(
+            checked.totals,
+            WriteTotals {
+                keys: 2,
+                kept_newer: 0,
+                deleted_empty_keys: 1,
+            }
+        );
+        // One node only: a redirection is an error naming the key.
+        let err = check_batch(&mut ReplyReader::new(&replies[..]), &batch, false).await;
+        assert!(
+            matches!(err, Err(RedisError::Reply { ref key, .. }) if key == "k1"),
+            "{err:?}"
+        );
+        // Fewer replicas than asked: the batch fails, worth a retry.
+        let mut waited = CommandBatch::default();
+        waited.push_wait(2, 100);
+        let err = check_batch(&mut ReplyReader::new(&b":1\r\n"[..]), &waited, true)
+            .await
+            .unwrap_err();
+        assert!(err.is_transient());
+        assert_eq!(
+            err.to_string(),
+            "only 1 of 2 replicas acknowledged the writes in time (redis.wait_replicas)"
+        );
+    }
 }
