@@ -335,3 +335,89 @@ fn with_wait_replicas_a_master_killed_during_a_load_loses_no_recorded_key() {
         vec![DATE]
     );
 }
+
+#[test]
+fn plan_estimates_memory_per_master_and_the_fullest_one_warns() {
+    let cluster = RedisCluster::start();
+    let rows = 20_000;
+    let tables = format!(
+        "{ORDERS}\n[[tables]]\nname = \"tagged\"\npath = \"orders\"\n\
+         key = \"tag:{{{{orders}}}}:{{order_id}}\"\n"
+    );
+    let ws = Workspace::new(&cluster, rows, &tables, "");
+    // The master of the tagged table's slot has room for a little of it only.
+    let tagged_master = {
+        let slot: u16 = cluster.cmd(cluster.ports[0], "CLUSTER", &["KEYSLOT", "orders"]);
+        let shards: Vec<redis::Value> = cluster.cmd(cluster.ports[0], "CLUSTER", &["SLOTS"]);
+        let owner = shards.iter().find_map(|range| {
+            let redis::Value::Array(parts) = range else {
+                return None;
+            };
+            let (redis::Value::Int(start), redis::Value::Int(end), redis::Value::Array(node)) =
+                (&parts[0], &parts[1], &parts[2])
+            else {
+                return None;
+            };
+            let redis::Value::Int(port) = node[1] else {
+                return None;
+            };
+            (*start..=*end)
+                .contains(&i64::from(slot))
+                .then_some(port as u16)
+        });
+        owner.unwrap()
+    };
+    let info: String = cluster.cmd(tagged_master, "INFO", &["memory"]);
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let max = (used + 1_000_000).to_string();
+    let _: String = cluster.cmd(tagged_master, "CONFIG", &["SET", "maxmemory", &max]);
+
+    let config = ws.config_path().display().to_string();
+    let out = run_cli_with_timeout(
+        &[
+            "--config",
+            &config,
+            "--log-format",
+            "json",
+            "plan",
+            "--json",
+            "--as-of",
+            AS_OF,
+        ],
+        &[("RUST_LOG", "info")],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status_code, 0, "{}", out.dump());
+    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+    let masters = plan["masters"].as_array().expect("masters in the plan");
+    assert_eq!(masters.len(), 3, "{plan:#}");
+    let est = |m: &Value| m["est_memory_bytes"].as_u64().unwrap();
+    let total = plan["est_memory_bytes"].as_u64().unwrap();
+    let sum: u64 = masters.iter().map(est).sum();
+    assert!(sum.abs_diff(total) <= 3, "{sum} vs {total}");
+    // The tagged table (half the estimate) all on its master, the other spread over the three.
+    let node = format!("127.0.0.1:{tagged_master}");
+    let fullest = masters.iter().max_by_key(|m| est(m)).unwrap();
+    assert_eq!(fullest["node"], node.as_str(), "{plan:#}");
+    assert!(est(fullest) > total / 2, "{plan:#}");
+    let free = fullest["redis_free_bytes"]
+        .as_u64()
+        .expect("its free memory");
+    assert_eq!(plan["redis_free_bytes"].as_u64(), Some(free));
+    let warnings = out.events_named("memory_warning");
+    assert_eq!(warnings.len(), 1, "{}", out.dump());
+    assert_eq!(
+        event_field(warnings[0], "node").and_then(Value::as_str),
+        Some(node.as_str())
+    );
+    assert_eq!(
+        event_field(warnings[0], "est_memory_bytes").and_then(Value::as_u64),
+        Some(est(fullest))
+    );
+}
