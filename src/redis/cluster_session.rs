@@ -143,7 +143,7 @@ impl NodeWriter {
                     self.log_redirects();
                     return Ok(totals);
                 }
-                Err(err) => err,
+                Err(err) => self.failed(err),
             };
             // Progress since the last failure starts the budget again.
             let since = match failed_since {
@@ -155,7 +155,7 @@ impl NodeWriter {
             };
             failed_since = Some((since, totals.keys));
             if !err.is_transient() || since.elapsed() >= self.budget {
-                return Err(self.failed(err));
+                return Err(err);
             }
             attempt += 1;
             tracing::warn!(
@@ -193,6 +193,17 @@ impl NodeWriter {
     /// The error the queue fails with: naming the node and slot.
     fn failed(&self, err: RedisError) -> RedisError {
         match err {
+            RedisError::Cluster {
+                node,
+                slot,
+                message,
+                transient,
+            } if node.is_empty() => RedisError::Cluster {
+                node: self.node.to_string(),
+                slot: slot.or(Some(self.home_slot)),
+                message,
+                transient,
+            },
             RedisError::Cluster { .. } | RedisError::Reply { .. } => err,
             other => RedisError::Cluster {
                 node: self.node.to_string(),
@@ -278,11 +289,27 @@ impl NodeWriter {
                     .await
                     .map_err(|_| timed_out())??;
                 let mut counted = checked.totals;
+                // Every write of the batch moved elsewhere: this node serves none of the queue's
+                // slots any more (a failover made it a replica).
+                let all_moved = counted.keys == 0
+                    && !checked.redirects.is_empty()
+                    && checked
+                        .redirects
+                        .iter()
+                        .all(|(_, r)| matches!(r, Redirect::Moved { .. }));
                 if !checked.redirects.is_empty() {
                     counted.add(self.follow(&batch, checked.redirects).await?);
                 }
                 totals.add(counted);
                 unacked.lock().unwrap().pop_front();
+                if all_moved {
+                    return Err(RedisError::Cluster {
+                        node: String::new(),
+                        slot: None,
+                        message: "every write of a batch was moved: following the queue's slots to their master".into(),
+                        transient: true,
+                    });
+                }
             }
             Ok::<_, RedisError>(())
         };

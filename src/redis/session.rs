@@ -153,6 +153,15 @@ pub(super) async fn check_batch<R: AsyncRead + Unpin>(
             }
         }
         match (reply, acknowledges) {
+            // A master turned replica (a failover) refuses WAIT: find the new master.
+            (Reply::Error(message), Acknowledges::Replicas { .. }) if cluster => {
+                return Err(RedisError::Cluster {
+                    node: String::new(),
+                    slot: None,
+                    message: format!("WAIT refused: {message}"),
+                    transient: true,
+                })
+            }
             (Reply::Error(message), _) => {
                 return Err(RedisError::Reply {
                     key: batch.key_of(index),

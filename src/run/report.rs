@@ -426,6 +426,7 @@ mod tests {
             }],
             est_memory_bytes: 3 * 1024 * 1024 * 1024,
             redis_free_bytes: Some(512 * 1024),
+            masters: Vec::new(),
         };
         let text = format_plan(&report);
         assert!(text.contains("1.43 MiB"), "{text}");
