@@ -105,7 +105,8 @@ struct NodeWriter {
     wait: Option<(usize, u64)>,
     /// Connections to the nodes redirected commands were sent to.
     side: HashMap<NodeAddr, Connection>,
-    /// Writes (a command, or a one-key transaction) redirected so far, by kind: `MOVED`, `ASK`, `TRYAGAIN`/`CLUSTERDOWN`.
+    /// Writes (a command, or a one-key transaction) redirected so far, by kind: `MOVED`, `ASK`,
+    /// `TRYAGAIN`/`CLUSTERDOWN`.
     redirected: [u64; 3],
 }
 
