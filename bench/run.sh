@@ -9,11 +9,17 @@
 #   4. guarded: per format, a forward run, then the same partitions but the newest reloaded as a
 #      backfill (older than the newest loaded: through the guard scripts), keys/s and ratio,
 #   5. a live reader's GET latency (p50/p99): no load, unthrottled load, max_keys_per_sec, adaptive,
-#   6. a no-op run over 365 daily partitions x 8 files (local fs, and on moto S3 with S3=1).
+#   6. a no-op run over 365 daily partitions x 8 files (local fs, and on moto S3 with S3=1),
+#   7. SECTIONS="cluster": a 3-master Redis Cluster (no replicas) on this machine: coldsync run vs the
+#      ideal (the same commands split by master with examples/resp_split, each master's share fed
+#      to its own redis-cli --pipe at once), keys/s, ratio, redis CPU per key (all masters) vs one
+#      node. CLUSTER_FORMATS (default json), CLUSTER_CONNECTIONS (per master, default 2).
 # Usage: bench/run.sh            (PARTITIONS=5 ROWS=1000000 by default; BENCH_DIR=/tmp/coldsync-bench)
 #        FORMATS="hash" SECTIONS="" bench/run.sh      (only part of it: FORMATS="json hash",
 #                                                     SECTIONS="guarded latency noop" by default;
 #                                                     S3=1 adds S3; GUARDED_FORMATS=$FORMATS)
+#        BIN_DIR=target/debug ...   (binaries already built there: no release build, e.g. to check
+#                                    the script quickly with tiny ROWS)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PARTITIONS=${PARTITIONS:-5}
@@ -23,8 +29,10 @@ BENCH_DIR=${BENCH_DIR:-/tmp/coldsync-bench}
 mkdir -p "$BENCH_DIR"
 
 scripts/install-deps.sh
-cargo build --release --bin coldsync --example gen_bench --example latency_probe
-B=target/release
+if [ -z "${BIN_DIR:-}" ]; then
+    cargo build --release --bin coldsync --example gen_bench --example latency_probe --example resp_split
+fi
+B=${BIN_DIR:-target/release}
 W=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
 DATA="$BENCH_DIR/data-$PARTITIONS-$ROWS"
 if [ ! -f "$DATA/.done" ]; then
@@ -285,5 +293,84 @@ secret_access_key_env = \"BENCH_KEY\""
     BENCH_KEY=test timed "$W/s3noop.txt" "$B/coldsync" -c "$W/s3.toml" --log-format json run --as-of "$AS_OF" > /dev/null 2> "$W/s3noop.log"
     echo "moto S3 no-op run:     $(wall_of "$W/s3noop.txt") s ($(grep -c partition_loaded "$W/s3noop.log" || true) partitions loaded)"
 fi
+fi
+if [[ " ${SECTIONS-latency noop} " == *" cluster "* ]]; then
+echo
+echo "== Redis Cluster: 3 masters on this machine"
+CPORTS=()
+CPIDS=()
+while [ ${#CPORTS[@]} -lt 3 ]; do   # a free port <= 55535 whose bus port (+10000) is free too
+    p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    if [ "$p" -le 55535 ] && python3 -c "import socket,sys; socket.socket().bind(('127.0.0.1', $p + 10000))" 2>/dev/null; then
+        CPORTS+=("$p")
+    fi
+done
+for p in "${CPORTS[@]}"; do
+    mkdir -p "$W/cluster-$p"
+    redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no --dir "$W/cluster-$p" \
+        --cluster-enabled yes --cluster-config-file nodes.conf --daemonize yes \
+        --pidfile "$W/cluster-$p/redis.pid" --logfile "$W/cluster-$p/redis.log"
+done
+trap 'kill "$(cat "$W/redis.pid")" 2>/dev/null || true; for p in "${CPORTS[@]}"; do kill "$(cat "$W/cluster-$p/redis.pid")" 2>/dev/null || true; done; [ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true' EXIT
+for p in "${CPORTS[@]}"; do
+    for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    CPIDS+=("$(cat "$W/cluster-$p/redis.pid")")
+done
+redis-cli --cluster create $(printf '127.0.0.1:%s ' "${CPORTS[@]}") --cluster-replicas 0 --cluster-yes > "$W/cluster-create.log"
+for p in "${CPORTS[@]}"; do
+    for _ in $(seq 100); do redis-cli -p "$p" cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
+done
+cluster_cpu() { local t=0; for pid in "${CPIDS[@]}"; do t=$(calc "$t + $(awk -v clk="$CLK" '{printf "%.2f", ($14+$15)/clk}' "/proc/$pid/stat")"); done; echo "$t"; }
+cluster_flush() { for p in "${CPORTS[@]}"; do redis-cli -p "$p" flushall > /dev/null; done; }
+cluster_keys() { local t=0; for p in "${CPORTS[@]}"; do t=$((t + $(redis-cli -p "$p" dbsize))); done; echo "$t"; }
+for FORMAT in ${CLUSTER_FORMATS:-json}; do
+    config "$W/c1-$FORMAT.toml" "$FORMAT"
+    : > "$W/c-$FORMAT.resp"
+    for i in $(seq 0 $((PARTITIONS - 1))); do
+        d=$(date -u -d "2026-11-20 - $((PARTITIONS - 1 - i)) days" +%F)
+        "$B/coldsync" -c "$W/c1-$FORMAT.toml" --log-format json export --table orders --date "$d" >> "$W/c-$FORMAT.resp" 2>/dev/null
+    done
+    BYTES=$(stat -c %s "$W/c-$FORMAT.resp")
+    "$B/examples/resp_split" --seed "${CPORTS[0]}" --in "$W/c-$FORMAT.resp" --out-prefix "$W/c-$FORMAT"
+
+    # One node, for the redis CPU per key of the same load.
+    rcli flushall >/dev/null
+    r0=$(redis_cpu)
+    "$B/coldsync" -c "$W/c1-$FORMAT.toml" --log-format json run --as-of "$AS_OF" --json > "$W/c1.json" 2> "$W/c1.log"
+    r1=$(redis_cpu)
+    SKEYS=$(rcli dbsize)
+    SCPU=$(calc "$r1 - $r0")
+    rcli flushall >/dev/null
+
+    cluster_flush
+    r0=$(cluster_cpu)
+    start=$(date +%s.%N)
+    for p in "${CPORTS[@]}"; do
+        redis-cli -p "$p" --pipe < "$W/c-$FORMAT.$p.resp" > "$W/c-pipe-$p.out" &
+    done
+    wait
+    end=$(date +%s.%N)
+    r1=$(cluster_cpu)
+    KEYS=$(cluster_keys)
+    PW=$(calc "$end - $start")
+    PCPU=$(calc "$r1 - $r0")
+    report "cluster ideal ($FORMAT)" "$KEYS" "$PW" 0 0 "$PCPU" - "$BYTES"
+
+    cluster_flush
+    config "$W/c-$FORMAT.toml" "$FORMAT" "cluster = true"
+    sed -i "s|^url = .*|url = \"redis://127.0.0.1:${CPORTS[0]}/0\"|; s|^connections = .*|connections = ${CLUSTER_CONNECTIONS:-2}|" "$W/c-$FORMAT.toml"
+    r0=$(cluster_cpu)
+    timed "$W/ctime.txt" "$B/coldsync" -c "$W/c-$FORMAT.toml" --log-format json run --as-of "$AS_OF" --json > "$W/c.json" 2> "$W/c.log"
+    r1=$(cluster_cpu)
+    KEYS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys"])' "$W/c.json")
+    CW=$(wall_of "$W/ctime.txt")
+    CCPU=$(calc "$r1 - $r0")
+    report "coldsync cluster ($FORMAT)" "$KEYS" "$CW" "$(tv "$W/ctime.txt" "User time")" "$(tv "$W/ctime.txt" "System time")" \
+        "$CCPU" "$(tv "$W/ctime.txt" "Maximum resident set size")" "$BYTES"
+    printf "%-28s %.2f\n" "ratio coldsync/ideal ($FORMAT)" "$(calc "($KEYS / $CW) / ($(cluster_keys) / $PW)")"
+    printf "%-28s single node %.2f us, cluster ideal %.2f us, coldsync cluster %.2f us (ratio to single %.2f)\n" \
+        "redis cpu per key ($FORMAT)" "$(calc "$SCPU / max($SKEYS,1) * 1e6")" "$(calc "$PCPU / max($KEYS,1) * 1e6")" \
+        "$(calc "$CCPU / max($KEYS,1) * 1e6")" "$(calc "($CCPU / max($KEYS,1)) / max($SCPU / max($SKEYS,1), 1e-12)")"
+done
 fi
 echo "work dir: $W"

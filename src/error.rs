@@ -231,6 +231,32 @@ pub enum RedisError {
     /// The server sent something that is not a valid reply.
     #[error("redis protocol error: {0}")]
     Protocol(String),
+    /// A Redis Cluster node could not take a write (after following its redirections within the
+    /// reconnect budget), or the topology could not be read.
+    #[error(
+        "redis cluster node {node}{}: {message}",
+        slot.map(|s| format!(" (slot {s})")).unwrap_or_default()
+    )]
+    Cluster {
+        /// The node (`host:port`).
+        node: String,
+        /// The slot of the write, when known.
+        slot: Option<u16>,
+        /// What went wrong.
+        message: String,
+        /// True when it may succeed later (a failover in progress, a node unreachable).
+        transient: bool,
+    },
+    /// `WAIT` (`[redis] wait_replicas`): fewer replicas than asked acknowledged a batch in time.
+    #[error(
+        "only {acked} of {wanted} replicas acknowledged the writes in time (redis.wait_replicas)"
+    )]
+    NotReplicated {
+        /// Replicas that acknowledged.
+        acked: i64,
+        /// `wait_replicas`.
+        wanted: usize,
+    },
     /// An error from the redis client used for control commands (ledger, INFO, scripts).
     #[error("redis command failed: {0}")]
     Client(#[from] ::redis::RedisError),
@@ -315,6 +341,8 @@ impl RedisError {
             RedisError::Io { .. } | RedisError::Timeout { .. } => true,
             RedisError::Reply { message, .. } => is_transient_server_error(message),
             RedisError::Protocol(_) | RedisError::NoPermission { .. } => false,
+            RedisError::Cluster { transient, .. } => *transient,
+            RedisError::NotReplicated { .. } => true,
             RedisError::Client(err) => {
                 err.is_io_error()
                     || err.is_timeout()

@@ -17,7 +17,7 @@ use crate::encode::{EncodeSpec, EncodedRows, RowEncoder, ValueFormat};
 use crate::error::{FileError, PartitionError, RedisError};
 use crate::listing::DiscoveredPartition;
 use crate::reader::{open_file, OpenedFile};
-use crate::redis::{route, CommandBatch, Expiry, ScriptShas, WriteSession, WriteStyle};
+use crate::redis::{CommandBatch, Expiry, Router, ScriptShas, WriteSession, WriteStyle};
 use crate::run::progress::LoadCounters;
 use crate::run::Counters;
 use crate::throttle::RateLimiter;
@@ -267,7 +267,8 @@ pub struct Produced {
 }
 
 /// Reads every row of a prepared partition, builds one command per row, routes each key to one of
-/// `queues` (so all writes of a key go through one connection, in file order) and hands each
+/// `router`'s queues (so all writes of a key go through one connection, in file order; on a
+/// cluster, a connection of the master of the key's slot) and hands each
 /// batch of `batch_size` commands to `sink` as `(queue, batch)`. Stops early, without error,
 /// when the sink is closed (the consumer already has the reason).
 pub async fn produce_commands(
@@ -275,12 +276,16 @@ pub async fn produce_commands(
     command: RowCommand,
     expiry: Expiry,
     shas: ScriptShas,
-    queues: usize,
+    router: Router,
     batch_size: usize,
     sink: mpsc::Sender<(usize, CommandBatch)>,
 ) -> Result<Produced, PartitionError> {
     let mut produced = Produced::default();
-    let new_batch = || CommandBatch::with_capacity(batch_size * 128, batch_size);
+    let queues = router.queues();
+    let one_key_per_call = router.one_key_per_call();
+    let new_batch = || {
+        CommandBatch::with_capacity(batch_size * 128, batch_size).one_key_per_call(one_key_per_call)
+    };
     let mut pending: Vec<CommandBatch> = (0..queues).map(|_| new_batch()).collect();
     let mut rows = EncodedRows::new();
     let progress = prepared.progress;
@@ -303,7 +308,7 @@ pub async fn produce_commands(
             progress.add_rows(batch.num_rows() as u64, rows.skipped_null_keys());
             produced.payload_bytes += rows.byte_len() as u64;
             for row in 0..rows.len() {
-                let target = route(rows.key(row), queues);
+                let target = router.queue(rows.key(row));
                 let out = &mut pending[target];
                 match command {
                     RowCommand::Write(style) => out.push_row(&rows, row, style, &expiry, &shas),
@@ -357,15 +362,15 @@ pub async fn send_partition(
     let started = Instant::now();
     let (files, bytes) = (prepared.files.len() as u64, prepared.bytes);
     let progress = prepared.progress();
-    let connections = session.connections();
-    let (tx, mut rx) = mpsc::channel(connections * 2);
+    let router = session.router().clone();
+    let (tx, mut rx) = mpsc::channel(router.queues() * 2);
     let producer = tokio::spawn(
         produce_commands(
             prepared,
             command,
             expiry.clone(),
             session.shas().clone(),
-            connections,
+            router,
             batch_size,
             tx,
         )
@@ -435,7 +440,7 @@ pub async fn export_partition<W: AsyncWrite + Unpin>(
         RowCommand::Write(style),
         expiry.clone(),
         ScriptShas::default(),
-        1,
+        Router::Single { connections: 1 },
         1000,
         tx,
     ));

@@ -490,3 +490,79 @@ fn enum_options_name_the_option_and_list_the_accepted_values() {
     assert!(message.contains("mode = \"full\""), "{message}");
     assert!(message.contains("incremental"), "{message}");
 }
+
+#[test]
+fn cluster_seeds_wait_replicas_and_their_validation() {
+    let cluster = BASE.replace(
+        "[redis]",
+        "[redis]\ncluster = true\nurls = [\"redis://10.0.0.2:7001\", \"redis://127.0.0.1:6379\"]\n\
+         wait_replicas = 1\nwait_timeout = \"500ms\"",
+    );
+    let config = Config::parse(&cluster, &HashMap::new()).unwrap();
+    let seeds = &config.redis.cluster.as_ref().unwrap().seeds;
+    // The URL's node first, duplicates once.
+    assert_eq!(
+        seeds,
+        &vec![
+            ("127.0.0.1".to_string(), 6379),
+            ("10.0.0.2".to_string(), 7001)
+        ]
+    );
+    assert_eq!(config.redis.wait_replicas, 1);
+    assert_eq!(
+        config.redis.wait_timeout,
+        std::time::Duration::from_millis(500)
+    );
+
+    // Defaults: one server, no WAIT, a 2 s timeout; WAIT works on one server too.
+    let single = Config::parse(BASE, &HashMap::new()).unwrap();
+    assert!(single.redis.cluster.is_none());
+    assert_eq!(single.redis.wait_replicas, 0);
+    assert_eq!(single.redis.wait_timeout, std::time::Duration::from_secs(2));
+    let waiting = BASE.replace("[redis]", "[redis]\nwait_replicas = 2");
+    assert_eq!(
+        Config::parse(&waiting, &HashMap::new())
+            .unwrap()
+            .redis
+            .wait_replicas,
+        2
+    );
+
+    for (options, option, says) in [
+        (
+            "urls = [\"redis://h:1\"]",
+            "redis.urls",
+            "redis.cluster = true",
+        ),
+        (
+            "cluster = true\nurls = [\"nope\"]",
+            "redis.urls",
+            "not a URL",
+        ),
+        (
+            "cluster = true\nurls = [\"rediss://h:1\"]",
+            "redis.urls",
+            "scheme of redis.url",
+        ),
+        ("cluster = true\ndb = 3", "redis.db", "only database 0"),
+        (
+            "wait_timeout = \"soon\"",
+            "redis.wait_timeout",
+            "not a duration",
+        ),
+        ("wait_timeout = \"0s\"", "redis.wait_timeout", ""),
+    ] {
+        let text = BASE.replace("[redis]", &format!("[redis]\n{options}"));
+        let message = error_of(&text);
+        assert!(message.contains(option), "{options}: {message}");
+        assert!(message.contains(says), "{options}: {message}");
+    }
+    let tls = BASE
+        .replace("redis://", "rediss://")
+        .replace("[redis]", "[redis]\ncluster = true");
+    assert!(
+        error_of(&tls).contains("redis.cluster"),
+        "{}",
+        error_of(&tls)
+    );
+}

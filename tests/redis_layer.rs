@@ -215,7 +215,7 @@ async fn a_batch_of_large_values_is_sent_before_it_passes_the_byte_cap() {
         RowCommand::Write(WriteStyle::Set),
         Expiry::at(1),
         ScriptShas::default(),
-        1,
+        coldsync::redis::Router::Single { connections: 1 },
         1000,
         tx,
     ));

@@ -30,7 +30,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 pub use self::raw::RawConfig;
-pub use self::redis::RedisConfig;
+pub use self::redis::{ClusterConfig, RedisConfig};
 pub use self::secret::{OptionValue, Secret};
 pub use self::sentinel::SentinelConfig;
 pub use self::source::SourceConfig;

@@ -91,6 +91,14 @@ pub(super) struct RawRedis {
     pub(super) max_keys_per_sec: Option<u64>,
     pub(super) adaptive_latency_ms: Option<u64>,
     pub(super) hash_write: Option<String>,
+    // Redis Cluster (src/redis/cluster.rs).
+    #[serde(default)]
+    pub(super) cluster: bool,
+    #[serde(default)]
+    pub(super) urls: Vec<String>,
+    #[serde(default)]
+    pub(super) wait_replicas: usize,
+    pub(super) wait_timeout: Option<String>,
 }
 
 fn default_username_env() -> String {

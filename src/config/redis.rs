@@ -61,6 +61,19 @@ pub struct RedisConfig {
     pub adaptive_latency: Option<Duration>,
     /// `hash_write`: how hash tables are written (`RESTORE` when permitted, or always `HSET`).
     pub hash_write: HashWriteOption,
+    /// Redis Cluster: `None` for one server.
+    pub cluster: Option<ClusterConfig>,
+    /// `WAIT` for this many replicas after each batch (0: no `WAIT`).
+    pub wait_replicas: usize,
+    /// The `WAIT` timeout.
+    pub wait_timeout: Duration,
+}
+
+/// `[redis] cluster = true`: the seed nodes the topology is discovered from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `(host, port)` of each seed: the URL's, then those of `urls`.
+    pub seeds: Vec<(String, u16)>,
 }
 
 impl RedisConfig {
@@ -164,6 +177,12 @@ impl RedisConfig {
             ));
         }
         let tls_client_cert = tls_client_cert(&raw, tls)?;
+        let cluster = cluster_config(&raw, &host, port, tls, db)?;
+        let wait_timeout = super::tables::positive_duration(
+            "redis.wait_timeout",
+            raw.wait_timeout.as_deref(),
+            "2s",
+        )?;
         Ok(RedisConfig {
             host,
             port,
@@ -185,6 +204,9 @@ impl RedisConfig {
             adaptive_latency: positive("redis.adaptive_latency_ms", raw.adaptive_latency_ms)?
                 .map(Duration::from_millis),
             hash_write: hash_write(raw.hash_write.as_deref())?,
+            cluster,
+            wait_replicas: raw.wait_replicas,
+            wait_timeout,
         })
     }
 }
@@ -235,6 +257,61 @@ fn hash_write(value: Option<&str>) -> Result<HashWriteOption, ConfigError> {
             format!("{other:?} is not \"auto\" or \"hset\""),
         )),
     }
+}
+
+/// `cluster` and `urls`: the seeds (the URL's host first), each `redis://host:port` or
+/// `rediss://host:port` like `url`; a cluster has only database 0.
+fn cluster_config(
+    raw: &RawRedis,
+    host: &str,
+    port: u16,
+    tls: bool,
+    db: i64,
+) -> Result<Option<ClusterConfig>, ConfigError> {
+    if !raw.cluster {
+        if !raw.urls.is_empty() {
+            return Err(invalid(
+                "redis.urls",
+                "seed nodes are only for a cluster: set redis.cluster = true",
+            ));
+        }
+        return Ok(None);
+    }
+    if tls {
+        return Err(invalid(
+            "redis.cluster",
+            "a cluster over TLS (rediss://) is not supported yet: the control client's cluster connection has no TLS",
+        ));
+    }
+    if db != 0 {
+        return Err(invalid(
+            "redis.db",
+            format!("a Redis Cluster has only database 0, not {db}"),
+        ));
+    }
+    let mut seeds = vec![(host.to_string(), port)];
+    for text in &raw.urls {
+        let url = url::Url::parse(text)
+            .map_err(|err| invalid("redis.urls", format!("{text:?} is not a URL: {err}")))?;
+        let scheme = if tls { "rediss" } else { "redis" };
+        if url.scheme() != scheme {
+            return Err(invalid(
+                "redis.urls",
+                format!("{text:?}: every seed uses the scheme of redis.url ({scheme}://)"),
+            ));
+        }
+        let seed_host = url
+            .host_str()
+            .ok_or_else(|| invalid("redis.urls", format!("{text:?} has no host")))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let seed = (seed_host, url.port().unwrap_or(6379));
+        if !seeds.contains(&seed) {
+            seeds.push(seed);
+        }
+    }
+    Ok(Some(ClusterConfig { seeds }))
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ use super::control::ControlClient;
 /// add `+role` (the handshake checks the node is a master).
 pub const LOADER_COMMANDS: &str = "-@all +ping +info +select +time +script|load +evalsha \
 +multi +exec +get +set +del +pexpire +pexpireat +pexpiretime +hget +hset +hdel +hgetall +hlen \
-+sadd +sismember +zadd +zrem +zrange +zscore +zremrangebyscore +acl|dryrun";
++sadd +sismember +zadd +zrem +zrange +zscore +zremrangebyscore +exists +restore +unlink +wait \
++asking +cluster|slots +acl|dryrun";
 
 /// The commands of a streaming reader's rule: reads only (with read-only `%R~` key patterns).
 pub const READER_COMMANDS: &str = "-@all +ping +get +mget +hget +hmget +hgetall +exists +pttl \

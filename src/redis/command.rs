@@ -39,6 +39,11 @@ pub enum Acknowledges {
     WrittenAndDeleted,
     /// `DEL` of a key whose hash is empty: `:0` or `:1`, the key is gone either way.
     DeletedEmpty,
+    /// `WAIT`: at least `wanted` replicas must have acknowledged.
+    Replicas {
+        /// `[redis] wait_replicas`.
+        wanted: u16,
+    },
 }
 
 /// The keys a command covers and what its reply says about them.
@@ -96,6 +101,8 @@ pub struct CommandBatch {
     open_multi_empty: usize,
     /// The `RESTORE` payload being built (reused from row to row).
     payload: Vec<u8>,
+    /// On a cluster: every hash transaction or script call covers one key (one slot).
+    one_key_per_call: bool,
 }
 
 /// A multi-key guarded script call, written out by [`CommandBatch::seal`] as
@@ -149,6 +156,65 @@ impl CommandBatch {
             starts: Vec::with_capacity(commands),
             keys: Vec::with_capacity(commands),
             ..CommandBatch::default()
+        }
+    }
+
+    /// Every hash transaction or script call of this batch covers one key (a cluster: the keys
+    /// of one call must be in one slot).
+    pub fn one_key_per_call(mut self, one: bool) -> Self {
+        self.one_key_per_call = one;
+        self
+    }
+
+    /// Keys of one call at most: `limit`, or one on a cluster.
+    fn keys_per_call(&self, limit: usize) -> usize {
+        if self.one_key_per_call {
+            1
+        } else {
+            limit
+        }
+    }
+
+    /// Appends `WAIT replicas timeout_ms`: its reply must count at least `replicas`.
+    pub fn push_wait(&mut self, replicas: usize, timeout_ms: u64) {
+        let wanted = u16::try_from(replicas).unwrap_or(u16::MAX);
+        self.begin_for_keys(3, 0, Acknowledges::Replicas { wanted });
+        self.arg(b"WAIT");
+        let mut text = itoa::Buffer::new();
+        self.arg(text.format(replicas).as_bytes());
+        self.arg(text.format(timeout_ms).as_bytes());
+    }
+
+    /// Appends `ASKING` (covers no key): the next command is for a slot being imported.
+    pub fn push_asking(&mut self) {
+        self.begin_for_keys(1, 0, Acknowledges::Written);
+        self.arg(b"ASKING");
+    }
+
+    /// True when command `index` is `MULTI`.
+    pub fn is_multi(&self, index: usize) -> bool {
+        const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+        self.command_bytes(index).starts_with(MULTI)
+    }
+
+    /// The RESP bytes of command `index`.
+    pub fn command_bytes(&self, index: usize) -> &[u8] {
+        let start = self.starts.get(index).copied().unwrap_or(self.bytes.len());
+        let end = self
+            .starts
+            .get(index + 1)
+            .copied()
+            .unwrap_or(self.bytes.len());
+        &self.bytes[start..end]
+    }
+
+    /// Appends commands `range` of `from` (sealed), with what they acknowledge: resending
+    /// redirected commands to another node.
+    pub fn append_commands(&mut self, from: &CommandBatch, range: std::ops::Range<usize>) {
+        for index in range {
+            self.starts.push(self.bytes.len());
+            self.keys.push(from.keys[index]);
+            self.bytes.extend_from_slice(from.command_bytes(index));
         }
     }
 
@@ -414,16 +480,17 @@ impl CommandBatch {
             self.arg(expiry.text.as_bytes());
         }
         self.open_multi += 1;
-        if self.open_multi >= HASH_KEYS_PER_CALL {
+        if self.open_multi >= self.keys_per_call(HASH_KEYS_PER_CALL) {
             self.seal_multi();
         }
     }
 
     /// Counts a key added to the open script call, and writes the call out once it is full.
     fn count_call_key(&mut self) {
+        let per_call = self.keys_per_call(GUARDED_KEYS_PER_CALL);
         if let Some(open) = self.open.as_mut() {
             open.nkeys += 1;
-            if open.nkeys >= GUARDED_KEYS_PER_CALL {
+            if open.nkeys >= per_call {
                 self.seal();
             }
         }

@@ -341,3 +341,50 @@ fn routing_is_stable_and_in_range() {
     }
     assert_eq!(route(b"cold:orders:42", 1), 0);
 }
+
+#[test]
+fn on_a_cluster_each_hash_call_covers_one_key() {
+    let rows = hash_rows();
+    let (expiry, shas) = (Expiry::at(5), ScriptShas::default());
+    let guarded_style = WriteStyle::Hash {
+        guarded: true,
+        restore: None,
+    };
+    let mut guarded = CommandBatch::default().one_key_per_call(true);
+    guarded.push_row(&rows, 0, guarded_style, &expiry, &shas);
+    guarded.push_row(&rows, 1, guarded_style, &expiry, &shas);
+    guarded.seal();
+    assert_eq!(guarded.len(), 2);
+    assert_eq!((guarded.keys_of(0), guarded.keys_of(1)), (1, 1));
+    let plain_style = WriteStyle::Hash {
+        guarded: false,
+        restore: None,
+    };
+    let mut multi = CommandBatch::default().one_key_per_call(true);
+    multi.push_row(&rows, 0, plain_style, &expiry, &shas);
+    multi.push_row(&rows, 1, plain_style, &expiry, &shas);
+    multi.seal();
+    let names: Vec<Vec<u8>> = (0..multi.len())
+        .map(|i| parse_command(multi.command_bytes(i)).swap_remove(0))
+        .collect();
+    let expected: [&[u8]; 8] = [
+        b"MULTI",
+        b"DEL",
+        b"HSET",
+        b"PEXPIREAT",
+        b"EXEC",
+        b"MULTI",
+        b"DEL",
+        b"EXEC",
+    ];
+    assert_eq!(names, expected.map(<[u8]>::to_vec));
+    assert!(multi.is_multi(5) && !multi.is_multi(4));
+    // Copied commands keep what they acknowledge.
+    let mut copy = CommandBatch::default();
+    copy.push_asking();
+    copy.append_commands(&multi, 5..8);
+    assert_eq!(copy.len(), 4);
+    assert_eq!(copy.acknowledges(3), Acknowledges::Exec { empty: 1 });
+    assert_eq!(copy.keys_of(0), 0);
+    assert_eq!(copy.key_of(2), "k:2");
+}

@@ -52,6 +52,7 @@ impl fmt::Display for ConnectStep {
 }
 
 /// The TLS side of a [`Connector`], built once.
+#[derive(Clone)]
 struct TlsSetup {
     connector: tokio_rustls::TlsConnector,
     server_name: ServerName<'static>,
@@ -59,6 +60,7 @@ struct TlsSetup {
 
 /// Opens connections to the configured Redis. Built once per run (the CA file is read and the
 /// TLS configuration built here, not per connection) and shared by every connection.
+#[derive(Clone)]
 pub struct Connector {
     config: RedisConfig,
     masked_addr: String,
@@ -80,6 +82,21 @@ impl Connector {
             connector.tls = Some(tls);
         }
         Ok(connector)
+    }
+
+    /// The same connector for another node of a Redis Cluster (same TLS client, credentials
+    /// and timeouts; the TLS server name is the node's host).
+    pub fn for_node(&self, node: &super::cluster::NodeAddr) -> Connector {
+        let mut connector = self.clone();
+        connector.config.host = node.host.clone();
+        connector.config.port = node.port;
+        connector.masked_addr = connector.config.masked_url();
+        if let Some(tls) = &mut connector.tls {
+            if let Ok(name) = ServerName::try_from(node.host.clone()) {
+                tls.server_name = name;
+            }
+        }
+        connector
     }
 
     /// The options the connections are opened with.

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::cluster_async::ClusterConnection;
 use ::redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisConnectionInfo, Script, Value};
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
@@ -106,12 +107,15 @@ pub struct Answered<T> {
     pub server: ServerRunId,
 }
 
-/// The connection behind the control client. One Redis server today; a Redis Cluster
-/// connection (the same crate's `cluster_async`) joins as another variant.
+/// The connection behind the control client.
 #[derive(Clone)]
 enum ControlConnection {
     /// One server, multiplexed.
     Single(MultiplexedConnection),
+    /// A Redis Cluster: the crate's cluster client routes each command to the master of its
+    /// key's slot (a table's ledger, lease and watermark keys share the slot of its hash tag)
+    /// and follows `MOVED`, `ASK` and failovers itself.
+    Cluster(ClusterConnection),
 }
 
 impl ConnectionLike for ControlConnection {
@@ -121,6 +125,7 @@ impl ConnectionLike for ControlConnection {
     ) -> BoxFuture<'a, ::redis::RedisResult<Value>> {
         match self {
             ControlConnection::Single(connection) => connection.req_packed_command(cmd),
+            ControlConnection::Cluster(connection) => connection.req_packed_command(cmd),
         }
     }
 
@@ -134,12 +139,16 @@ impl ConnectionLike for ControlConnection {
             ControlConnection::Single(connection) => {
                 connection.req_packed_commands(pipeline, offset, count)
             }
+            ControlConnection::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             ControlConnection::Single(connection) => connection.get_db(),
+            ControlConnection::Cluster(connection) => connection.get_db(),
         }
     }
 }
@@ -292,12 +301,50 @@ impl ControlClient {
         self.restarts.load(Ordering::SeqCst)
     }
 
-    /// `INFO <section>` parsed into its `name:value` lines (retried within the budget).
+    /// `INFO <section>` parsed into its `name:value` lines (retried within the budget); on a
+    /// cluster, that of its first master.
     pub async fn info(&self, section: &str) -> Result<BTreeMap<String, String>, RedisError> {
+        if self.connector.config().cluster.is_some() {
+            let mut infos = self.master_infos(section).await?;
+            return Ok(infos.swap_remove(0).1);
+        }
+        self.server_info(section).await
+    }
+
+    /// `INFO <section>` of the one server.
+    async fn server_info(&self, section: &str) -> Result<BTreeMap<String, String>, RedisError> {
         let text: String = self
             .query_idempotent(::redis::cmd("INFO").arg(section))
             .await?;
         Ok(parse_info(&text))
+    }
+
+    /// `INFO <section>` of every master (`host:port`, parsed lines): the server itself when not
+    /// a cluster; on a cluster each master of the topology read now, over its own connection.
+    pub async fn master_infos(
+        &self,
+        section: &str,
+    ) -> Result<Vec<(String, BTreeMap<String, String>)>, RedisError> {
+        let seeds = super::cluster::seeds(self.connector.config());
+        if seeds.is_empty() {
+            let info = self.server_info(section).await?;
+            return Ok(vec![(self.connector.masked_addr().to_string(), info)]);
+        }
+        let topology = super::cluster::discover(&self.connector, &seeds).await?;
+        let mut infos = Vec::with_capacity(topology.masters.len());
+        for master in &topology.masters {
+            let mut connection = self.connector.for_node(master).control().await?;
+            let mut info = ::redis::cmd("INFO");
+            let query = info.arg(section).query_async(&mut connection);
+            let text: String =
+                tokio::time::timeout(self.timeout, query)
+                    .await
+                    .map_err(|_| RedisError::Timeout {
+                        seconds: self.timeout.as_secs(),
+                    })??;
+            infos.push((master.to_string(), parse_info(&text)));
+        }
+        Ok(infos)
     }
 
     /// Fails unless the server is Redis 7.0 or newer; returns its version.
@@ -436,6 +483,9 @@ async fn open(
     timeout: Duration,
     scripts: &[String],
 ) -> Result<(ControlConnection, ServerRunId), RedisError> {
+    if connector.config().cluster.is_some() {
+        return open_cluster(connector, timeout, scripts).await;
+    }
     let mut connection = ControlConnection::Single(connector.control().await?);
     let bounded = |seconds| RedisError::Timeout { seconds };
     let text: String = tokio::time::timeout(
@@ -457,6 +507,67 @@ async fn open(
             .map_err(|_| bounded(timeout.as_secs()))??;
     }
     Ok((connection, ServerRunId(run_id.into())))
+}
+
+/// Opens the crate's cluster connection from the seeds (the scripts loaded on every master).
+///
+/// Its server is the cluster as a whole, named by its seeds: a failover promotes a replica that
+/// holds the data (the crate follows it), so it is not a restart; restarts of cluster nodes are
+/// not detected by `run_id` (see README, "Redis Cluster").
+async fn open_cluster(
+    connector: &Connector,
+    timeout: Duration,
+    scripts: &[String],
+) -> Result<(ControlConnection, ServerRunId), RedisError> {
+    let config = connector.config();
+    let seeds = config
+        .cluster
+        .as_ref()
+        .map(|c| c.seeds.clone())
+        .unwrap_or_default();
+    let nodes: Vec<(String, u16)> = seeds.clone();
+    let mut builder = ::redis::cluster::ClusterClientBuilder::new(nodes)
+        .connection_timeout(timeout)
+        .response_timeout(timeout);
+    if let Some(user) = &config.username {
+        builder = builder.username(user);
+    }
+    if let Some(password) = &config.password {
+        builder = builder.password(password.expose());
+    }
+    let unreachable = |err: ::redis::RedisError| {
+        let transient = err.is_io_error()
+            || err.is_timeout()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err
+                .code()
+                .is_some_and(crate::error::is_transient_server_error);
+        connector.connect_error(ConnectStep::Handshake, err, transient)
+    };
+    let client = builder.build().map_err(unreachable)?;
+    let seconds = timeout.as_secs();
+    let mut connection = tokio::time::timeout(timeout, client.get_async_connection())
+        .await
+        .map_err(|_| {
+            connector.connect_error(
+                ConnectStep::Tcp,
+                format!("timed out after {seconds}s"),
+                true,
+            )
+        })?
+        .map(ControlConnection::Cluster)
+        .map_err(unreachable)?;
+    for script in scripts {
+        let mut load = ::redis::cmd("SCRIPT");
+        load.arg("LOAD").arg(script);
+        tokio::time::timeout(timeout, load.query_async::<String>(&mut connection))
+            .await
+            .map_err(|_| RedisError::Timeout { seconds })??;
+    }
+    let name: Vec<String> = seeds.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+    let server = ServerRunId(format!("cluster {}", name.join(",")).into());
+    Ok((connection, server))
 }
 
 /// Invokes `script` with `keys` and `args` (EVALSHA, loading it on NOSCRIPT).

@@ -13,11 +13,17 @@
 //! - [`sentinel`]: where the master of a `redis+sentinel://` URL is (asked at every connect).
 //! - [`capability`]: how hash tables are written on this server (`RESTORE` when the user may run
 //!   it, within the server's listpack limits; else `HSET`), probed once per run.
+//! - [`cluster`]: Redis Cluster topology (slot of a key, slot → master map, redirections) and
+//!   the [`cluster::Router`] that spreads rows over the write queues.
+//! - [`cluster_session`]: the bulk writer on a cluster (per master; redirections and failovers
+//!   followed, unacknowledged batches resent).
 //! - [`dump`]: the `RESTORE` payload of a hash (Redis's `DUMP` format: a listpack, its RDB
 //!   version and CRC), and the listpack limits that send a hash the `HSET` way instead.
 
 pub mod acl;
 pub mod capability;
+pub mod cluster;
+mod cluster_session;
 pub mod command;
 pub mod connection;
 pub mod control;
@@ -27,6 +33,7 @@ pub mod script;
 pub mod sentinel;
 pub mod session;
 
+pub use cluster::{key_slot, NodeAddr, Router, Topology};
 pub use command::{
     parse_command, route, Acknowledges, CommandBatch, Expiry, WriteStyle, GUARDED_KEYS_PER_CALL,
     HASH_KEYS_PER_CALL, MAX_BATCH_BYTES,

@@ -11,6 +11,9 @@ use tokio::task::JoinSet;
 
 use crate::error::RedisError;
 
+use std::ops::Range;
+
+use super::cluster::{parse_redirect, Redirect, Router};
 use super::command::{Acknowledges, CommandBatch};
 use super::connection::{Connection, Connector};
 use super::reply::{Reply, ReplyReader};
@@ -29,7 +32,7 @@ pub struct WriteTotals {
 }
 
 impl WriteTotals {
-    fn add(&mut self, other: WriteTotals) {
+    pub(super) fn add(&mut self, other: WriteTotals) {
         self.keys += other.keys;
         self.kept_newer += other.kept_newer;
         self.deleted_empty_keys += other.deleted_empty_keys;
@@ -87,7 +90,31 @@ async fn check_replies<R: AsyncRead + Unpin>(
     reader: &mut ReplyReader<R>,
     batch: &CommandBatch,
 ) -> Result<WriteTotals, RedisError> {
-    let mut totals = WriteTotals::default();
+    Ok(check_batch(reader, batch, false).await?.totals)
+}
+
+/// What the replies of a batch said.
+#[derive(Debug, Default)]
+pub(super) struct Checked {
+    /// Counts of the acknowledged commands.
+    pub(super) totals: WriteTotals,
+    /// Commands a cluster node redirected (a command, or a whole `MULTI`..`EXEC`), in order:
+    /// not written, to be sent where the redirection says.
+    pub(super) redirects: Vec<(Range<usize>, Redirect)>,
+}
+
+/// Reads and checks the replies of every command of `batch`. On a cluster (`cluster`), a
+/// redirection (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`) is not an error: the command (or its
+/// whole transaction) is returned to be sent again, and the rest of the batch still checked.
+pub(super) async fn check_batch<R: AsyncRead + Unpin>(
+    reader: &mut ReplyReader<R>,
+    batch: &CommandBatch,
+    cluster: bool,
+) -> Result<Checked, RedisError> {
+    let mut checked = Checked::default();
+    let totals = &mut checked.totals;
+    // The open transaction: where its MULTI is, and the redirection of its queued commands.
+    let mut multi: Option<(usize, Option<Redirect>)> = None;
     for index in 0..batch.len() {
         let keys = batch.keys_of(index);
         let unexpected = |reply: &Reply| {
@@ -96,13 +123,59 @@ async fn check_replies<R: AsyncRead + Unpin>(
                 batch.key_of(index)
             ))
         };
-        match (reader.next().await?, batch.acknowledges(index)) {
+        let reply = reader.next().await?;
+        let acknowledges = batch.acknowledges(index);
+        if cluster {
+            if batch.is_multi(index) {
+                multi = Some((index, None));
+            }
+            let redirect = match &reply {
+                Reply::Error(message) => parse_redirect(message),
+                _ => None,
+            };
+            if let Some((start, transaction)) = &mut multi {
+                if let Acknowledges::Exec { .. } = acknowledges {
+                    let start = *start;
+                    if let Some(redirect) = transaction.take() {
+                        // The queued commands were refused: EXEC discarded the transaction.
+                        checked.redirects.push((start..index + 1, redirect));
+                        multi = None;
+                        continue;
+                    }
+                    multi = None;
+                } else if let Some(redirect) = redirect {
+                    transaction.get_or_insert(redirect);
+                    continue;
+                }
+            } else if let Some(redirect) = redirect {
+                checked.redirects.push((index..index + 1, redirect));
+                continue;
+            }
+        }
+        match (reply, acknowledges) {
+            // A master turned replica (a failover) refuses WAIT: find the new master.
+            (Reply::Error(message), Acknowledges::Replicas { .. }) if cluster => {
+                return Err(RedisError::Cluster {
+                    node: String::new(),
+                    slot: None,
+                    message: format!("WAIT refused: {message}"),
+                    transient: true,
+                })
+            }
             (Reply::Error(message), _) => {
                 return Err(RedisError::refused(
                     batch.command_of(index),
                     batch.key_of(index),
                     message,
                 ))
+            }
+            (Reply::Integer(acked), Acknowledges::Replicas { wanted }) => {
+                if acked < i64::from(wanted) {
+                    return Err(RedisError::NotReplicated {
+                        acked,
+                        wanted: wanted.into(),
+                    });
+                }
             }
             (Reply::Simple, _) => {}
             (Reply::Integer(0 | 1), Acknowledges::DeletedEmpty) => {
@@ -145,7 +218,7 @@ async fn check_replies<R: AsyncRead + Unpin>(
         }
         totals.keys += keys;
     }
-    Ok(totals)
+    Ok(checked)
 }
 
 /// Connections open for one partition load.
@@ -153,6 +226,9 @@ pub struct WriteSession {
     senders: Vec<mpsc::Sender<CommandBatch>>,
     tasks: JoinSet<Result<WriteTotals, RedisError>>,
     shas: ScriptShas,
+    router: Router,
+    /// `WAIT replicas timeout_ms` after each batch (`[redis] wait_replicas`).
+    wait: Option<(usize, u64)>,
 }
 
 /// The session's connection tasks have stopped (an error is waiting in [`WriteSession::finish`]).
@@ -160,9 +236,25 @@ pub struct WriteSession {
 pub struct SessionBroken;
 
 impl WriteSession {
-    /// Opens `redis.connections` connections and loads the write scripts.
+    /// Opens `redis.connections` connections and loads the write scripts; on a cluster,
+    /// `redis.connections` per master (see [`super::cluster_session`]).
     pub async fn open(connector: &Connector) -> Result<WriteSession, RedisError> {
         let config = connector.config();
+        let wait = (config.wait_replicas > 0)
+            .then_some((config.wait_replicas, config.wait_timeout.as_millis() as u64));
+        if config.cluster.is_some() {
+            let (senders, tasks, shas, topology) = super::cluster_session::open(connector).await?;
+            return Ok(WriteSession {
+                senders,
+                tasks,
+                shas,
+                router: Router::Cluster {
+                    topology,
+                    per_master: config.connections,
+                },
+                wait,
+            });
+        }
         let mut connections = Vec::with_capacity(config.connections);
         for _ in 0..config.connections {
             connections.push(connector.open().await?);
@@ -183,7 +275,16 @@ impl WriteSession {
             senders,
             tasks,
             shas,
+            router: Router::Single {
+                connections: config.connections,
+            },
+            wait,
         })
+    }
+
+    /// How rows are spread over the queues ([`WriteSession::send`]'s `index`).
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// Digests of the loaded scripts.
@@ -197,9 +298,12 @@ impl WriteSession {
     }
 
     /// Queues a batch on connection `index`, waiting while that connection is saturated.
-    pub async fn send(&self, index: usize, batch: CommandBatch) -> Result<(), SessionBroken> {
+    pub async fn send(&self, index: usize, mut batch: CommandBatch) -> Result<(), SessionBroken> {
         if batch.is_empty() {
             return Ok(());
+        }
+        if let Some((replicas, timeout_ms)) = self.wait {
+            batch.push_wait(replicas, timeout_ms);
         }
         self.senders[index]
             .send(batch)
@@ -329,6 +433,95 @@ mod tests {
                 kept_newer: 0,
                 deleted_empty_keys: 1,
             }
+        );
+    }
+
+    #[tokio::test]
+    async fn cluster_redirections_return_whole_units_and_the_rest_is_counted() {
+        let rows = crate::redis::command::tests::hash_rows();
+        let (expiry, shas) = (Expiry::at(5), ScriptShas::default());
+        let mut batch = CommandBatch::default().one_key_per_call(true);
+        batch.push_command(&[b"SET", b"k1", b"v", b"PXAT", b"1"]);
+        // Two one-key transactions: MULTI DEL HSET PEXPIREAT EXEC, MULTI DEL EXEC (empty hash).
+        batch.push_row(
+            &rows,
+            0,
+            WriteStyle::Hash {
+                guarded: false,
+                restore: None,
+            },
+            &expiry,
+            &shas,
+        );
+        batch.push_row(
+            &rows,
+            1,
+            WriteStyle::Hash {
+                guarded: false,
+                restore: None,
+            },
+            &expiry,
+            &shas,
+        );
+        batch.seal();
+        batch.push_command(&[b"SET", b"k2", b"v", b"PXAT", b"1"]);
+        batch.push_wait(1, 100);
+        assert_eq!(batch.len(), 11);
+        let replies = b"-ASK 7 127.0.0.1:7001\r\n\
+            +OK\r\n-MOVED 9 127.0.0.1:7002\r\n-MOVED 9 127.0.0.1:7002\r\n\
+            -MOVED 9 127.0.0.1:7002\r\n-EXECABORT Transaction discarded\r\n\
+            +OK\r\n+QUEUED\r\n*1\r\n:1\r\n+OK\r\n:1\r\n";
+        let checked = check_batch(&mut ReplyReader::new(&replies[..]), &batch, true)
+            .await
+            .unwrap();
+        let node = |port| crate::redis::NodeAddr {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        assert_eq!(
+            checked.redirects,
+            vec![
+                (
+                    0..1,
+                    Redirect::Ask {
+                        slot: 7,
+                        node: node(7001)
+                    }
+                ),
+                (
+                    1..6,
+                    Redirect::Moved {
+                        slot: 9,
+                        node: node(7002)
+                    }
+                ),
+            ]
+        );
+        // The empty-hash transaction and k2 were written; WAIT saw its replica.
+        assert_eq!(
+            checked.totals,
+            WriteTotals {
+                keys: 2,
+                kept_newer: 0,
+                deleted_empty_keys: 1,
+            }
+        );
+        // One node only: a redirection is an error naming the key.
+        let err = check_batch(&mut ReplyReader::new(&replies[..]), &batch, false).await;
+        assert!(
+            matches!(err, Err(RedisError::Reply { ref key, .. }) if key == "k1"),
+            "{err:?}"
+        );
+        // Fewer replicas than asked: the batch fails, worth a retry.
+        let mut waited = CommandBatch::default();
+        waited.push_wait(2, 100);
+        let err = check_batch(&mut ReplyReader::new(&b":1\r\n"[..]), &waited, true)
+            .await
+            .unwrap_err();
+        assert!(err.is_transient());
+        assert_eq!(
+            err.to_string(),
+            "only 1 of 2 replicas acknowledged the writes in time (redis.wait_replicas)"
         );
     }
 }

@@ -73,8 +73,33 @@ pub struct PlanReport {
     pub tables: Vec<TableReport>,
     /// Sum of estimated memory of everything to load.
     pub est_memory_bytes: u64,
-    /// `maxmemory - used_memory` when Redis has a maxmemory.
+    /// `maxmemory - used_memory` when Redis has a maxmemory; on a cluster, the least of the
+    /// masters'.
     pub redis_free_bytes: Option<u64>,
+    /// On a Redis Cluster: each master's share of the estimate (keys spread by slot, as sampled)
+    /// and its free memory. The fullest master decides the warning.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masters: Vec<MasterMemory>,
+}
+
+/// One master's share of a plan on a Redis Cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct MasterMemory {
+    /// `host:port`.
+    pub node: String,
+    /// Estimated memory of the keys of its slots.
+    pub est_memory_bytes: u64,
+    /// Its `maxmemory - used_memory` when it has a maxmemory.
+    pub redis_free_bytes: Option<u64>,
+}
+
+/// `maxmemory - used_memory` of an `INFO memory`, when there is a maxmemory.
+fn free_bytes(info: &std::collections::BTreeMap<String, String>) -> Option<u64> {
+    let get = |name: &str| info.get(name).and_then(|v| v.parse::<u64>().ok());
+    match (get("maxmemory"), get("used_memory")) {
+        (Some(max), Some(used)) if max > 0 => Some(max.saturating_sub(used)),
+        _ => None,
+    }
 }
 
 impl Engine {
@@ -83,7 +108,7 @@ impl Engine {
         &self,
         table: &TableConfig,
         partition: &crate::listing::DiscoveredPartition,
-    ) -> Result<(u64, u64), PartitionError> {
+    ) -> Result<(u64, u64, Vec<u16>), PartitionError> {
         let prepared = prepare(
             self.operator(),
             table,
@@ -94,6 +119,11 @@ impl Engine {
         .await?;
         let rows_total = prepared.rows;
         let sample = prepared.sample_rows().await?;
+        let slots = sample.as_ref().map_or_else(Vec::new, |(_, encoded)| {
+            (0..encoded.len())
+                .map(|row| crate::redis::key_slot(encoded.key(row)))
+                .collect()
+        });
         let per_key = match sample {
             Some((rows, encoded)) if rows > 0 => {
                 let overhead = match table.format {
@@ -106,7 +136,7 @@ impl Engine {
             }
             _ => STRING_KEY_OVERHEAD,
         };
-        Ok((rows_total, per_key))
+        Ok((rows_total, per_key, slots))
     }
 
     /// The plan of the selected tables, with footers read for the partitions a run would load.
@@ -119,7 +149,10 @@ impl Engine {
             tables: Vec::new(),
             est_memory_bytes: 0,
             redis_free_bytes: None,
+            masters: Vec::new(),
         };
+        // Estimated bytes per slot (a cluster's spread), from the slots of the sampled keys.
+        let mut slot_bytes = vec![0f64; crate::redis::cluster::SLOTS];
         for table in tables {
             let (listing, plan) = match self.plan_table(table, as_of).await {
                 Ok((listing, _, plan)) => (listing, plan),
@@ -152,7 +185,11 @@ impl Engine {
                         .estimate_key_bytes(table, &listing.partitions[&p.date])
                         .await
                     {
-                        Ok((rows, per_key)) => {
+                        Ok((rows, per_key, slots)) => {
+                            let share = (rows * per_key) as f64 / slots.len().max(1) as f64;
+                            for slot in slots {
+                                slot_bytes[usize::from(slot)] += share;
+                            }
                             line.rows = Some(rows);
                             line.est_keys = Some(rows);
                             line.est_memory_bytes = Some(rows * per_key);
@@ -172,13 +209,12 @@ impl Engine {
                 error: None,
             });
         }
+        if self.config().redis.cluster.is_some() {
+            self.cluster_memory(&mut report, &slot_bytes).await;
+            return report;
+        }
         if let Ok(info) = self.ledger().info("memory").await {
-            let get = |name: &str| info.get(name).and_then(|v| v.parse::<u64>().ok());
-            if let (Some(max), Some(used)) = (get("maxmemory"), get("used_memory")) {
-                if max > 0 {
-                    report.redis_free_bytes = Some(max.saturating_sub(used));
-                }
-            }
+            report.redis_free_bytes = free_bytes(&info);
         }
         if let Some(free) = report.redis_free_bytes {
             if report.est_memory_bytes > free {
@@ -192,6 +228,49 @@ impl Engine {
             }
         }
         report
+    }
+
+    /// The plan's memory per master of a cluster (`slot_bytes`: the estimate per slot), and a
+    /// `memory_warning` for each master it would not fit in.
+    async fn cluster_memory(&self, report: &mut PlanReport, slot_bytes: &[f64]) {
+        let seeds = crate::redis::cluster::seeds(&self.config().redis);
+        let Ok(topology) = crate::redis::cluster::discover(&self.connector, &seeds).await else {
+            return;
+        };
+        let infos = self.ledger().control().master_infos("memory").await;
+        let infos = infos.unwrap_or_default();
+        let mut per_master = vec![0f64; topology.masters.len()];
+        for (slot, bytes) in slot_bytes.iter().enumerate() {
+            per_master[topology.master_of(slot as u16)] += bytes;
+        }
+        for (master, bytes) in topology.masters.iter().zip(per_master) {
+            let node = master.to_string();
+            let free = infos
+                .iter()
+                .find(|(name, _)| *name == node)
+                .and_then(|(_, info)| free_bytes(info));
+            let est = bytes.round() as u64;
+            if let Some(free) = free.filter(|&free| est > free) {
+                tracing::warn!(
+                    target: REPORT_LOG_TARGET,
+                    event = "memory_warning",
+                    node = %node,
+                    est_memory_bytes = est,
+                    redis_free_bytes = free,
+                    "the load would exceed the memory this cluster master has free (maxmemory - used_memory)"
+                );
+            }
+            report.masters.push(MasterMemory {
+                node,
+                est_memory_bytes: est,
+                redis_free_bytes: free,
+            });
+        }
+        report.redis_free_bytes = report
+            .masters
+            .iter()
+            .filter_map(|m| m.redis_free_bytes)
+            .min();
     }
 
     /// Per-table ledger summary.
@@ -397,6 +476,7 @@ mod tests {
             }],
             est_memory_bytes: 3 * 1024 * 1024 * 1024,
             redis_free_bytes: Some(512 * 1024),
+            masters: Vec::new(),
         };
         let text = format_plan(&report);
         assert!(text.contains("1.43 MiB"), "{text}");

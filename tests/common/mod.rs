@@ -6,6 +6,8 @@
 //! * `redis_server.rs`: [`RedisServer`], a throw-away `redis-server` on a free loopback port,
 //!   one per call to [`RedisServer::start`], killed when dropped, plus synchronous inspection
 //!   helpers (`get`, `hgetall`, `keys`, `pexpiretime`, `dbsize`, ...).
+//! * `redis_cluster.rs`: [`RedisCluster`], 3 masters + 3 replicas on free loopback ports,
+//!   created with `redis-cli --cluster create`, killed when dropped; kill/restart of one node.
 //! * `s3_server.rs`: [`S3Server`] / [`s3`], one `moto_server` (S3 mock) per test binary, shared
 //!   by all tests of that binary. Tests must use distinct bucket names
 //!   (see [`S3Server::fresh_bucket`]).
@@ -44,6 +46,7 @@ mod layouts;
 mod orders;
 mod parquet_files;
 mod processes;
+mod redis_cluster;
 mod redis_server;
 mod s3_server;
 mod scenario;
@@ -55,7 +58,7 @@ mod workspace;
 #[allow(unused_imports)]
 pub use self::{
     cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*, processes::*,
-    redis_server::*, s3_server::*, scenario::*, tcp_proxy::*, workspace::*,
+    redis_cluster::*, redis_server::*, s3_server::*, scenario::*, tcp_proxy::*, workspace::*,
 };
 
 use std::fs;
