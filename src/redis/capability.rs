@@ -153,6 +153,7 @@ async fn restore_refusal(
         // Allowed: the empty payload is refused after the ACL check passed.
         Err(RedisError::Client(err)) if err.to_string().contains("DUMP payload") => Ok(None),
         Err(RedisError::Client(err)) if err.code().is_some() => Ok(Some(server_line(&err))),
+        Err(RedisError::NoPermission { message, .. }) => Ok(Some(message)),
         Err(err) => Err(err),
         Ok(reply) => Err(RedisError::Protocol(format!(
             "RESTORE of an empty payload replied {reply:?}, not an error"
@@ -182,6 +183,9 @@ async fn listpack_limits(
     {
         Ok(pairs) => pairs,
         Err(RedisError::Client(err)) if err.code().is_some() => {
+            return Ok((HashListpackLimits::default(), LimitsSource::Defaults))
+        }
+        Err(RedisError::NoPermission { .. }) => {
             return Ok((HashListpackLimits::default(), LimitsSource::Defaults))
         }
         Err(err) => return Err(err),
