@@ -557,12 +557,15 @@ fn cluster_seeds_wait_replicas_and_their_validation() {
         assert!(message.contains(option), "{options}: {message}");
         assert!(message.contains(says), "{options}: {message}");
     }
-    let tls = BASE
-        .replace("redis://", "rediss://")
-        .replace("[redis]", "[redis]\ncluster = true");
-    assert!(
-        error_of(&tls).contains("redis.cluster"),
-        "{}",
-        error_of(&tls)
+    // A cluster over TLS: every seed rediss://.
+    let tls = BASE.replace("redis://", "rediss://").replace(
+        "[redis]",
+        "[redis]\ncluster = true\nurls = [\"rediss://h2:7000\"]",
+    );
+    let config = Config::parse(&tls, &HashMap::new()).expect("a cluster over TLS");
+    assert!(config.redis.tls);
+    assert_eq!(
+        config.redis.cluster.unwrap().seeds.last(),
+        Some(&("h2".to_string(), 7000))
     );
 }

@@ -277,12 +277,6 @@ fn cluster_config(
         }
         return Ok(None);
     }
-    if tls {
-        return Err(invalid(
-            "redis.cluster",
-            "a cluster over TLS (rediss://) is not supported yet: the control client's cluster connection has no TLS",
-        ));
-    }
     if db != 0 {
         return Err(invalid(
             "redis.db",

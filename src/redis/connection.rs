@@ -129,6 +129,9 @@ impl Connector {
         // ring, chosen explicitly: both rustls providers are linked (through different
         // dependencies), so rustls cannot pick one by itself.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The `redis` crate's cluster connections (src/redis/control.rs) build their TLS
+        // config from the process default: make it ring too (once; later calls change nothing).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|err| err.to_string())?;
@@ -327,7 +330,12 @@ certificate (redis.tls_cert_file, redis.tls_key_file) signed by a CA it trusts?"
 
 /// What a failed TLS handshake most likely means, added to rustls's own words.
 fn tls_handshake_hint(err: &std::io::Error) -> &'static str {
-    let text = err.to_string();
+    tls_error_hint(&err.to_string())
+}
+
+/// What a TLS error's text most likely means (also for the `redis` crate's cluster
+/// connections, whose errors arrive as text).
+pub(crate) fn tls_error_hint(text: &str) -> &'static str {
     if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
         "the server's certificate is not trusted: is its CA in redis.tls_ca_file (or the system roots)?"
     } else if text.contains("NotValidForName") {

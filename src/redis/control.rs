@@ -509,6 +509,36 @@ async fn open(
     Ok((connection, ServerRunId(run_id.into())))
 }
 
+/// The CA and client certificate of `[redis]` (PEM) for the crate's cluster connections over
+/// TLS (the bulk writer's connections get them from the [`Connector`]).
+fn cluster_certificates(connector: &Connector) -> Result<::redis::TlsCertificates, RedisError> {
+    let config = connector.config();
+    let read = |option: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|err| {
+            connector.connect_error(
+                ConnectStep::TlsSetup,
+                format!("{option}: cannot read {}: {err}", path.display()),
+                false,
+            )
+        })
+    };
+    let root_cert = match &config.tls_ca_file {
+        Some(path) => Some(read("redis.tls_ca_file", path)?),
+        None => None,
+    };
+    let client_tls = match &config.tls_client_cert {
+        Some((cert, key)) => Some(::redis::ClientTlsConfig {
+            client_cert: read("redis.tls_cert_file", cert)?,
+            client_key: read("redis.tls_key_file", key)?,
+        }),
+        None => None,
+    };
+    Ok(::redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
 /// Opens the crate's cluster connection from the seeds (the scripts loaded on every master).
 ///
 /// Its server is the cluster as a whole, named by its seeds: a failover promotes a replica that
@@ -535,6 +565,15 @@ async fn open_cluster(
     if let Some(password) = &config.password {
         builder = builder.password(password.expose());
     }
+    if config.tls {
+        builder = builder
+            .tls(if config.tls_insecure {
+                ::redis::TlsMode::Insecure
+            } else {
+                ::redis::TlsMode::Secure
+            })
+            .certs(cluster_certificates(connector)?);
+    }
     let unreachable = |err: ::redis::RedisError| {
         let transient = err.is_io_error()
             || err.is_timeout()
@@ -543,6 +582,15 @@ async fn open_cluster(
             || err
                 .code()
                 .is_some_and(crate::error::is_transient_server_error);
+        let text = err.to_string();
+        if config.tls && (text.contains("certificate") || text.contains("alert")) {
+            let hint = super::connection::tls_error_hint(&text);
+            return connector.connect_error(
+                ConnectStep::TlsHandshake,
+                format!("{text}: {hint}"),
+                false,
+            );
+        }
         connector.connect_error(ConnectStep::Handshake, err, transient)
     };
     let client = builder.build().map_err(unreachable)?;

@@ -40,6 +40,7 @@
 //! with `COLDSYNC_TEST_REDIS_SERVER` and `COLDSYNC_TEST_MOTO_SERVER`.
 #![allow(dead_code)]
 
+mod certs;
 mod cli_runner;
 mod http_fault_proxy;
 mod layouts;
@@ -57,8 +58,9 @@ mod workspace;
 // file would warn about its re-export, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*, processes::*,
-    redis_cluster::*, redis_server::*, s3_server::*, scenario::*, tcp_proxy::*, workspace::*,
+    certs::*, cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*,
+    processes::*, redis_cluster::*, redis_server::*, s3_server::*, scenario::*, tcp_proxy::*,
+    workspace::*,
 };
 
 use std::fs;

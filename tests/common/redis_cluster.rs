@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -33,6 +33,11 @@ pub struct ClusterNode {
 pub struct RedisCluster {
     /// Ports of the 6 nodes.
     pub ports: Vec<u16>,
+    /// With [`RedisCluster::start_tls`]: the TLS port of each node (the cluster bus and the
+    /// replication run over TLS; [`RedisCluster::ports`] stay plain for the test's own reads).
+    pub tls_ports: Vec<u16>,
+    /// The certificates directory of a TLS cluster (see [`make_certificates`]).
+    tls: Option<PathBuf>,
     children: Vec<Option<Child>>,
     dir: TempDir,
 }
@@ -53,6 +58,17 @@ fn free_cluster_port(taken: &[u16]) -> u16 {
 impl RedisCluster {
     /// Starts the 6 nodes, creates the cluster and waits until it is ready (~5 s).
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(None)
+    }
+
+    /// A cluster whose nodes also listen for TLS (the certificates of [`make_certificates`] in
+    /// `certs`), talk to each other over TLS (`tls-cluster`, `tls-replication`) and answer
+    /// `CLUSTER SLOTS` over TLS with their TLS ports; client certificates are not required.
+    pub fn start_tls(certs: &Path) -> RedisCluster {
+        RedisCluster::start_with(Some(certs.to_path_buf()))
+    }
+
+    fn start_with(tls: Option<PathBuf>) -> RedisCluster {
         let dir = tempfile::Builder::new()
             .prefix("coldsync-cluster-")
             .tempdir()
@@ -61,9 +77,18 @@ impl RedisCluster {
         for _ in 0..NODES {
             ports.push(free_cluster_port(&ports));
         }
+        let mut tls_ports = Vec::new();
+        if tls.is_some() {
+            for _ in 0..NODES {
+                let taken: Vec<u16> = ports.iter().chain(&tls_ports).copied().collect();
+                tls_ports.push(free_cluster_port(&taken));
+            }
+        }
         let mut cluster = RedisCluster {
             children: Vec::new(),
             ports: ports.clone(),
+            tls_ports: tls_ports.clone(),
+            tls,
             dir,
         };
         for index in 0..NODES {
@@ -81,8 +106,20 @@ impl RedisCluster {
             );
         }
         let cli = program("COLDSYNC_TEST_REDIS_CLI", "redis-cli");
-        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new(&cli)
+        let mut create = Command::new(&cli);
+        let addrs: Vec<String> = match &cluster.tls {
+            Some(certs) => {
+                create
+                    .arg("--tls")
+                    .arg("--cacert")
+                    .arg(certs.join("ca.crt"));
+                create.arg("--cert").arg(certs.join("server.crt"));
+                create.arg("--key").arg(certs.join("server.key"));
+                tls_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+            }
+            None => ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+        };
+        let out = create
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -115,8 +152,17 @@ impl RedisCluster {
             .open(dir.join("redis.log"))
             .unwrap();
         let port = self.ports[index].to_string();
-        Command::new(&bin)
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+        let mut node = Command::new(&bin);
+        if let Some(certs) = &self.tls {
+            let file = |name: &str| certs.join(name).display().to_string();
+            node.args(["--tls-port", &self.tls_ports[index].to_string()])
+                .args(["--tls-cert-file", &file("server.crt")])
+                .args(["--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.crt")])
+                .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                .args(["--tls-auth-clients", "optional"]);
+        }
+        node.args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--cluster-enabled", "yes"])
             .args(["--cluster-config-file", "nodes.conf"])
             .args(["--cluster-node-timeout", "2000"])
@@ -163,6 +209,11 @@ impl RedisCluster {
     /// `redis://127.0.0.1:<first port>/`: a seed.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.ports[0])
+    }
+
+    /// `rediss://127.0.0.1:<first TLS port>/`: a TLS seed of a [`RedisCluster::start_tls`] cluster.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/", self.tls_ports[0])
     }
 
     /// A cluster client over every live node.
