@@ -151,6 +151,18 @@ fn assert_every_key(cluster: &RedisCluster, rows: i64, step: usize) {
     }
 }
 
+/// `coldsync run` succeeds and loads exactly `partitions` partitions.
+fn assert_loads(ws: &Workspace, partitions: usize) {
+    let out = ws.run();
+    out.assert_success();
+    assert_eq!(
+        out.events_named("partition_loaded").len(),
+        partitions,
+        "{}",
+        out.dump()
+    );
+}
+
 fn ledger(cluster: &RedisCluster, key: &str) -> BTreeMap<String, String> {
     cluster.client().hgetall(key).unwrap()
 }
@@ -165,14 +177,7 @@ fn json_hash_and_hash_tagged_tables_load_exactly_on_the_masters_and_a_rerun_is_a
          key = \"tag:{{{{orders}}}}:{{order_id}}\"\n"
     );
     let ws = Workspace::new(&cluster, rows, &tables, "");
-    let out = ws.run();
-    out.assert_success();
-    assert_eq!(
-        out.events_named("partition_loaded").len(),
-        3,
-        "{}",
-        out.dump()
-    );
+    assert_loads(&ws, 3);
 
     assert_every_key(&cluster, rows, 1);
     // The keys of the untagged tables are spread over all 3 masters.
@@ -207,13 +212,7 @@ fn json_hash_and_hash_tagged_tables_load_exactly_on_the_masters_and_a_rerun_is_a
         assert_eq!(entries.keys().collect::<Vec<_>>(), vec![DATE], "{table}");
     }
 
-    let again = ws.run();
-    again.assert_success();
-    assert!(
-        again.events_named("partition_loaded").is_empty(),
-        "{}",
-        again.dump()
-    );
+    assert_loads(&ws, 0);
     assert_every_key(&cluster, rows, 97);
 }
 
@@ -441,27 +440,14 @@ fn a_cluster_over_mutual_tls_loads_exactly_and_a_rerun_is_a_no_op() {
         .unwrap()
         .replace(&cluster.url(), &cluster.tls_url());
     std::fs::write(ws.config_path(), text).unwrap();
-    let out = ws.run();
-    out.assert_success();
-    assert_eq!(
-        out.events_named("partition_loaded").len(),
-        1,
-        "{}",
-        out.dump()
-    );
+    assert_loads(&ws, 1);
     // Read back over the nodes' plain ports: every key on its master, exact.
     assert_every_key(&cluster, rows, 1);
     assert_eq!(
         ledger(&cluster, LEDGER).keys().collect::<Vec<_>>(),
         vec![DATE]
     );
-    let again = ws.run();
-    again.assert_success();
-    assert!(
-        again.events_named("partition_loaded").is_empty(),
-        "{}",
-        again.dump()
-    );
+    assert_loads(&ws, 0);
     // The wrong CA is refused clearly, before anything is written.
     let text = std::fs::read_to_string(ws.config_path())
         .unwrap()

@@ -509,13 +509,7 @@ impl CommandBatch {
 
     /// The name of command `index` (upper case), for error messages.
     pub fn command_of(&self, index: usize) -> String {
-        let start = self.starts.get(index).copied().unwrap_or(0);
-        let end = self
-            .starts
-            .get(index + 1)
-            .copied()
-            .unwrap_or(self.bytes.len());
-        let args = parse_command(&self.bytes[start..end]);
+        let args = parse_command(self.command_bytes(index));
         args.first()
             .map(|name| String::from_utf8_lossy(name).to_uppercase())
             .unwrap_or_default()
@@ -524,13 +518,7 @@ impl CommandBatch {
     /// The key of command `index` (its second argument; the first key of a script call or a
     /// transaction), for error messages.
     pub fn key_of(&self, index: usize) -> String {
-        let start = self.starts.get(index).copied().unwrap_or(0);
-        let end = self
-            .starts
-            .get(index + 1)
-            .copied()
-            .unwrap_or(self.bytes.len());
-        let args = parse_command(&self.bytes[start..end]);
+        let args = parse_command(self.command_bytes(index));
         let key = match args.first().map(|a| a.as_slice()) {
             // `EVALSHA sha 0 expiry key ...` or `EVALSHA sha 1 key ...`.
             Some(b"EVALSHA") if args.get(2).is_some_and(|n| n == b"0") => args.get(4),

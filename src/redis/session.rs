@@ -343,6 +343,12 @@ mod tests {
     use super::*;
     use crate::redis::{Expiry, ScriptShas, WriteStyle};
 
+    /// A forward hash write without `RESTORE`.
+    const HSET_WAY: WriteStyle = WriteStyle::Hash {
+        guarded: false,
+        restore: None,
+    };
+
     #[tokio::test]
     async fn error_reply_names_the_key() {
         let mut batch = CommandBatch::default();
@@ -373,10 +379,7 @@ mod tests {
         let mut batch = CommandBatch::default();
         let rows = crate::redis::command::tests::hash_rows();
         let (expiry, shas) = (Expiry::at(5), ScriptShas::default());
-        let style = WriteStyle::Hash {
-            guarded: false,
-            restore: None,
-        };
+        let style = HSET_WAY;
         batch.push_row(&rows, 0, style, &expiry, &shas);
         batch.push_row(&rows, 1, style, &expiry, &shas);
         batch.seal();
@@ -443,26 +446,8 @@ mod tests {
         let mut batch = CommandBatch::default().one_key_per_call(true);
         batch.push_command(&[b"SET", b"k1", b"v", b"PXAT", b"1"]);
         // Two one-key transactions: MULTI DEL HSET PEXPIREAT EXEC, MULTI DEL EXEC (empty hash).
-        batch.push_row(
-            &rows,
-            0,
-            WriteStyle::Hash {
-                guarded: false,
-                restore: None,
-            },
-            &expiry,
-            &shas,
-        );
-        batch.push_row(
-            &rows,
-            1,
-            WriteStyle::Hash {
-                guarded: false,
-                restore: None,
-            },
-            &expiry,
-            &shas,
-        );
+        batch.push_row(&rows, 0, HSET_WAY, &expiry, &shas);
+        batch.push_row(&rows, 1, HSET_WAY, &expiry, &shas);
         batch.seal();
         batch.push_command(&[b"SET", b"k2", b"v", b"PXAT", b"1"]);
         batch.push_wait(1, 100);
