@@ -24,6 +24,7 @@
 //! - [`verify`]: `verify` and `verify_sample`: partitions re-read, encoded as a load does, and
 //!   compared with what Redis holds.
 //! - [`retire`]: `retire`: the keys of an old layout deleted, derived from its ledger.
+//! - [`signals`]: SIGTERM and Ctrl-C cancel the run (the partition in progress is not recorded).
 //! - [`throttle`]: write-rate limits and the adaptive back-off that keeps readers fast.
 //! - [`daemon`]: the cron-scheduled daemon.
 //! - [`logging`]: structured log setup.
@@ -44,6 +45,7 @@ pub mod reader;
 pub mod redis;
 pub mod retire;
 pub mod run;
+pub mod signals;
 pub mod source;
 pub mod template;
 pub mod throttle;

@@ -2,15 +2,16 @@
 //! outcome to a documented exit code.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use coldsync::config::Config;
+use coldsync::config::TableConfig;
 use coldsync::logging::{self, LogFormat};
-use coldsync::run::report::format_plan;
+use coldsync::run::report::{format_plan, format_status};
 use coldsync::run::{Backfill, CommandOutcome, Engine, ExitCode, RunOptions, Shard};
+use coldsync::signals::watch_signals;
 use tokio_util::sync::CancellationToken;
 
 /// Keeps a shared Redis cold KV filled with the cold partitions of Hive-partitioned Parquet tables.
@@ -64,17 +65,44 @@ impl TableSelection {
         if self.layout.is_none() {
             return Ok(self.tables.clone());
         }
-        match config.select_layouts(&self.tables, self.layout.as_deref()) {
-            Ok(tables) => Ok(tables
+        Ok(
+            selected_layouts(config, &self.tables, self.layout.as_deref())?
                 .iter()
                 .map(|t| format!("{}@{}", t.name, t.layout_name()))
-                .collect()),
-            Err(err) => {
-                eprintln!("error: {err}");
-                Err(ExitCode::of(CommandOutcome::InvalidConfig))
-            }
-        }
+                .collect(),
+        )
     }
+
+    /// The options of `run` (`backfill: None`) or `backfill`.
+    fn run_options(
+        &self,
+        shards: &ShardSelection,
+        env: &HashMap<String, String>,
+        config: &Config,
+        dry_run: bool,
+        backfill: Option<Backfill>,
+    ) -> Result<RunOptions, ExitCode> {
+        Ok(RunOptions {
+            shard: shards.resolve(env)?,
+            tables: self.resolve(config)?,
+            as_of: self.as_of,
+            dry_run,
+            backfill,
+        })
+    }
+}
+
+/// The entries of `tables` (all when empty) with `layout` (all layouts when `None`); an unknown
+/// table or layout is a configuration error, printed.
+fn selected_layouts(
+    config: &Config,
+    tables: &[String],
+    layout: Option<&str>,
+) -> Result<Vec<TableConfig>, ExitCode> {
+    config.select_layouts(tables, layout).map_err(|err| {
+        eprintln!("error: {err}");
+        ExitCode::of(CommandOutcome::InvalidConfig)
+    })
 }
 
 impl ShardSelection {
@@ -287,24 +315,10 @@ async fn execute(cli: Cli) -> ExitCode {
             shards,
             dry_run,
             json,
-        } => {
-            let shard = match shards.resolve(&env) {
-                Ok(shard) => shard,
-                Err(exit) => return exit,
-            };
-            let tables = match selection.resolve(engine.config()) {
-                Ok(tables) => tables,
-                Err(exit) => return exit,
-            };
-            let options = RunOptions {
-                tables,
-                as_of: selection.as_of,
-                dry_run,
-                backfill: None,
-                shard,
-            };
-            run(&engine, options, json, &shutdown).await
-        }
+        } => match selection.run_options(&shards, &env, engine.config(), dry_run, None) {
+            Ok(options) => run(&engine, options, json, &shutdown).await,
+            Err(exit) => exit,
+        },
         Command::Backfill {
             selection,
             from,
@@ -313,33 +327,17 @@ async fn execute(cli: Cli) -> ExitCode {
             shards,
             json,
         } => {
-            let shard = match shards.resolve(&env) {
-                Ok(shard) => shard,
-                Err(exit) => return exit,
-            };
-            let tables = match selection.resolve(engine.config()) {
-                Ok(tables) => tables,
-                Err(exit) => return exit,
-            };
-            let options = RunOptions {
-                tables,
-                as_of: selection.as_of,
-                dry_run: false,
-                backfill: Some(Backfill { from, to, force }),
-                shard,
-            };
-            run(&engine, options, json, &shutdown).await
+            let backfill = Some(Backfill { from, to, force });
+            match selection.run_options(&shards, &env, engine.config(), false, backfill) {
+                Ok(options) => run(&engine, options, json, &shutdown).await,
+                Err(exit) => exit,
+            }
         }
         Command::Plan { selection, json } => {
-            let tables = match engine
-                .config()
-                .select_layouts(&selection.tables, selection.layout.as_deref())
-            {
+            let layout = selection.layout.as_deref();
+            let tables = match selected_layouts(engine.config(), &selection.tables, layout) {
                 Ok(tables) => tables,
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    return ExitCode::of(CommandOutcome::InvalidConfig);
-                }
+                Err(exit) => return exit,
             };
             let report = engine.plan_report(&tables, selection.as_of).await;
             if json {
@@ -356,37 +354,15 @@ async fn execute(cli: Cli) -> ExitCode {
             layout,
             json,
         } => {
-            let tables = match engine.config().select_layouts(&tables, layout.as_deref()) {
+            let tables = match selected_layouts(engine.config(), &tables, layout.as_deref()) {
                 Ok(tables) => tables,
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    return ExitCode::of(CommandOutcome::InvalidConfig);
-                }
+                Err(exit) => return exit,
             };
             let status = engine.status(&tables).await;
             if json {
                 print_json(&status);
             } else {
-                for s in &status {
-                    let d = |d: Option<NaiveDate>| d.map_or("-".to_string(), |d| d.to_string());
-                    let verified = s.verified.as_ref().map_or("never".to_string(), |v| {
-                        let result = if v.passed { "passed" } else { "FAILED" };
-                        format!("{result} {}", v.verified_at)
-                    });
-                    println!(
-                        "{} ({}): {} partitions loaded ({} .. {}), watermark {}, {} keys, last load {}, verify {verified}, {}{}",
-                        s.table,
-                        s.layout,
-                        s.partitions_loaded,
-                        d(s.oldest_loaded),
-                        d(s.newest_loaded),
-                        d(s.watermark),
-                        s.keys,
-                        s.last_loaded_at.as_deref().unwrap_or("-"),
-                        if s.ready { "ready" } else if s.caught_up { "not verified" } else { "not caught up" },
-                        s.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
-                    );
-                }
+                print!("{}", format_status(&status));
             }
             ExitCode::of(CommandOutcome::Report {
                 failed: status.iter().any(|s| s.error.is_some()),
@@ -403,12 +379,9 @@ async fn execute(cli: Cli) -> ExitCode {
             seed,
             json,
         } => {
-            let tables = match engine.config().select_layouts(&tables, layout.as_deref()) {
+            let tables = match selected_layouts(engine.config(), &tables, layout.as_deref()) {
                 Ok(tables) => tables,
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    return ExitCode::of(CommandOutcome::InvalidConfig);
-                }
+                Err(exit) => return exit,
             };
             let options = coldsync::verify::VerifyOptions {
                 from: date.or(from),
@@ -601,142 +574,5 @@ async fn retire(
             eprintln!("error: {err}");
             err.exit_code()
         }
-    }
-}
-
-async fn watch_signals(shutdown: CancellationToken) {
-    let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map(
-        |mut term| async move {
-            term.recv().await;
-        },
-    );
-    wait_for_shutdown_signal(sigterm, tokio::signal::ctrl_c()).await;
-    tracing::warn!(
-        event = "shutdown_requested",
-        "abandoning the partition in progress; it is not recorded and the next run reloads it"
-    );
-    shutdown.cancel();
-}
-
-/// Returns when SIGTERM or Ctrl-C (SIGINT) arrives. A handler that cannot be installed is logged
-/// (`signal_handler_failed`) and the other signal is still watched; with neither, this never
-/// returns (no signal can stop the process gracefully, but nothing stops it by mistake either).
-async fn wait_for_shutdown_signal(
-    sigterm: std::io::Result<impl Future<Output = ()>>,
-    ctrl_c: impl Future<Output = std::io::Result<()>>,
-) {
-    let sigterm = async {
-        match sigterm {
-            Ok(term) => term.await,
-            Err(err) => {
-                signal_handler_failed("SIGTERM", &err);
-                std::future::pending().await
-            }
-        }
-    };
-    let ctrl_c = async {
-        if let Err(err) = ctrl_c.await {
-            signal_handler_failed("SIGINT", &err);
-            std::future::pending::<()>().await
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = sigterm => {},
-    }
-}
-
-fn signal_handler_failed(signal: &str, err: &std::io::Error) {
-    tracing::warn!(
-        event = "signal_handler_failed",
-        signal,
-        error = %err,
-        "cannot watch a shutdown signal: only the other one stops the process gracefully"
-    );
-}
-
-#[cfg(test)]
-mod tests {
-    use std::future::Future;
-    use std::pin::pin;
-
-    use coldsync::logging::CapturedLog;
-
-    use futures::FutureExt;
-    use tokio::sync::oneshot;
-
-    use super::*;
-
-    /// A signal future that completes when the sender is used.
-    fn signal() -> (oneshot::Sender<()>, impl Future<Output = ()>) {
-        let (tx, rx) = oneshot::channel::<()>();
-        (tx, rx.map(|_| ()))
-    }
-
-    fn failed_handler() -> std::io::Error {
-        std::io::Error::other("no signal handler for you")
-    }
-
-    #[tokio::test]
-    async fn ctrl_c_is_still_watched_when_the_sigterm_handler_cannot_be_installed() {
-        let log = CapturedLog::default();
-        let _guard = log.install();
-        let (ctrl_c, ctrl_c_future) = signal();
-        let mut wait = pin!(wait_for_shutdown_signal(
-            Err::<std::future::Pending<()>, _>(failed_handler()),
-            ctrl_c_future.map(Ok)
-        ));
-        assert!(
-            (&mut wait).now_or_never().is_none(),
-            "no signal arrived yet: keep waiting"
-        );
-        let events = log.events();
-        assert_eq!(events.len(), 1, "{events:?}");
-        assert_eq!(events[0]["event"], "signal_handler_failed");
-        assert_eq!(events[0]["signal"], "SIGTERM");
-        assert_eq!(events[0]["level"], "WARN");
-        ctrl_c.send(()).unwrap();
-        assert!(wait.now_or_never().is_some(), "Ctrl-C stops the wait");
-    }
-
-    #[tokio::test]
-    async fn sigterm_is_still_watched_when_ctrl_c_cannot_be() {
-        let log = CapturedLog::default();
-        let _guard = log.install();
-        let (sigterm, sigterm_future) = signal();
-        let mut wait = pin!(wait_for_shutdown_signal(
-            Ok(sigterm_future),
-            std::future::ready(Err(failed_handler()))
-        ));
-        assert!((&mut wait).now_or_never().is_none());
-        let events = log.events();
-        assert_eq!(events.len(), 1, "{events:?}");
-        assert_eq!(events[0]["event"], "signal_handler_failed");
-        assert_eq!(events[0]["signal"], "SIGINT");
-        sigterm.send(()).unwrap();
-        assert!(wait.now_or_never().is_some(), "SIGTERM stops the wait");
-    }
-
-    #[tokio::test]
-    async fn either_signal_ends_the_wait() {
-        let (sigterm, sigterm_future) = signal();
-        let (_ctrl_c, ctrl_c_future) = signal();
-        let mut wait = pin!(wait_for_shutdown_signal(
-            Ok(sigterm_future),
-            ctrl_c_future.map(Ok)
-        ));
-        assert!((&mut wait).now_or_never().is_none());
-        sigterm.send(()).unwrap();
-        assert!(wait.now_or_never().is_some());
-
-        let (_sigterm, sigterm_future) = signal();
-        let (ctrl_c, ctrl_c_future) = signal();
-        let mut wait = pin!(wait_for_shutdown_signal(
-            Ok(sigterm_future),
-            ctrl_c_future.map(Ok)
-        ));
-        assert!((&mut wait).now_or_never().is_none());
-        ctrl_c.send(()).unwrap();
-        assert!(wait.now_or_never().is_some());
     }
 }

@@ -401,6 +401,38 @@ pub fn mark_ready(statuses: &mut [LedgerStatus]) {
     }
 }
 
+/// Text form of `status`, one line per table layout.
+pub fn format_status(status: &[LedgerStatus]) -> String {
+    let d = |d: Option<NaiveDate>| d.map_or("-".to_string(), |d| d.to_string());
+    let mut out = String::new();
+    for s in status {
+        let verified = s.verified.as_ref().map_or("never".to_string(), |v| {
+            let result = if v.passed { "passed" } else { "FAILED" };
+            format!("{result} {}", v.verified_at)
+        });
+        let readiness = if s.ready {
+            "ready"
+        } else if s.caught_up {
+            "not verified"
+        } else {
+            "not caught up"
+        };
+        out.push_str(&format!(
+            "{} ({}): {} partitions loaded ({} .. {}), watermark {}, {} keys, last load {}, verify {verified}, {readiness}{}\n",
+            s.table,
+            s.layout,
+            s.partitions_loaded,
+            d(s.oldest_loaded),
+            d(s.newest_loaded),
+            d(s.watermark),
+            s.keys,
+            s.last_loaded_at.as_deref().unwrap_or("-"),
+            s.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
+        ));
+    }
+    out
+}
+
 /// Text form of a plan, one line per partition; sizes in binary units (`1.43 MiB`), counts with
 /// thousands separators (`plan --json` keeps plain bytes and counts).
 pub fn format_plan(report: &PlanReport) -> String {
