@@ -287,56 +287,38 @@ pub async fn produce_commands(
         CommandBatch::with_capacity(batch_size * 128, batch_size).one_key_per_call(one_key_per_call)
     };
     let mut pending: Vec<CommandBatch> = (0..queues).map(|_| new_batch()).collect();
-    let mut rows = EncodedRows::new();
-    let progress = prepared.progress;
-    for (file, encoder, mask) in prepared.files {
-        let path = file.file.path.clone();
-        let expected = file.num_rows();
-        let rows_before = produced.rows;
-        let mut batches = file.stream(mask, READ_AHEAD_BATCHES);
-        while let Some(batch) = batches.recv().await {
-            let batch = batch?;
-            produced.rows += batch.num_rows() as u64;
-            rows.clear();
-            encoder
-                .encode_batch(&batch, &mut rows)
-                .map_err(|source| FileError::Schema {
-                    path: path.clone(),
-                    source,
-                })?;
-            produced.skipped_null_keys += rows.skipped_null_keys();
-            progress.add_rows(batch.num_rows() as u64, rows.skipped_null_keys());
-            produced.payload_bytes += rows.byte_len() as u64;
-            for row in 0..rows.len() {
-                let target = router.queue(rows.key(row));
-                let out = &mut pending[target];
-                match command {
-                    RowCommand::Write(style) => out.push_row(&rows, row, style, &expiry, &shas),
-                    RowCommand::DeleteIfOlder => {
-                        out.push_delete_if_older(rows.key(row), &expiry, &shas)
-                    }
+    let progress = prepared.progress();
+    let mut stream = RowStream::new(prepared);
+    loop {
+        let read_before = stream.rows_read();
+        let Some(rows) = stream.next().await? else {
+            break;
+        };
+        let skipped_null_keys = rows.skipped_null_keys();
+        produced.skipped_null_keys += skipped_null_keys;
+        produced.payload_bytes += rows.byte_len() as u64;
+        for row in 0..rows.len() {
+            let target = router.queue(rows.key(row));
+            let out = &mut pending[target];
+            match command {
+                RowCommand::Write(style) => out.push_row(rows, row, style, &expiry, &shas),
+                RowCommand::DeleteIfOlder => {
+                    out.push_delete_if_older(rows.key(row), &expiry, &shas)
                 }
-                if out.is_full(batch_size) {
-                    out.seal();
-                    let full = std::mem::replace(out, new_batch());
-                    produced.keys += (full.pending_keys() - full.empty_keys()) as u64;
-                    produced.deleted_empty_keys += full.empty_keys() as u64;
-                    if sink.send((target, full)).await.is_err() {
-                        return Ok(produced);
-                    }
+            }
+            if out.is_full(batch_size) {
+                out.seal();
+                let full = std::mem::replace(out, new_batch());
+                produced.keys += (full.pending_keys() - full.empty_keys()) as u64;
+                produced.deleted_empty_keys += full.empty_keys() as u64;
+                if sink.send((target, full)).await.is_err() {
+                    return Ok(produced);
                 }
             }
         }
-        // The decoding task ends its channel early only if it died: never take that for the end.
-        let decoded = produced.rows - rows_before;
-        if decoded != expected {
-            return Err(FileError::Truncated {
-                path,
-                decoded,
-                expected,
-            }
-            .into());
-        }
+        let read = stream.rows_read() - read_before;
+        produced.rows += read;
+        progress.add_rows(read, skipped_null_keys);
     }
     for (target, mut batch) in pending.into_iter().enumerate() {
         batch.seal();
