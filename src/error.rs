@@ -69,6 +69,56 @@ pub enum SourceError {
         /// opendal scheme.
         scheme: String,
     },
+    /// The table's catalog (a Hive Metastore, an Iceberg REST catalog) failed or refused.
+    #[error("table {table}: the {catalog} catalog at {endpoint}: {message}")]
+    Catalog {
+        /// The table.
+        table: String,
+        /// `hive_metastore` or `rest`.
+        catalog: &'static str,
+        /// The URI asked.
+        endpoint: String,
+        /// What happened.
+        message: String,
+        /// True when asking again later may succeed (connection refused, timeout, 5xx).
+        transient: bool,
+    },
+    /// The table's own metadata (an Iceberg metadata file or manifest, a Delta log entry or
+    /// checkpoint) is missing, unreadable or not what its format says.
+    #[error("table {table}: {path}: {message}")]
+    Metadata {
+        /// The table.
+        table: String,
+        /// The metadata file, as named by the table.
+        path: String,
+        /// What is wrong.
+        message: String,
+        /// True when reading again later may succeed (a store failure, not a bad file).
+        transient: bool,
+    },
+    /// A location the catalog or metadata names is not in the configured store.
+    #[error(
+        "table {table}: location {location} is not in the configured store ({store}): {reason}"
+    )]
+    Location {
+        /// The table.
+        table: String,
+        /// The location as named.
+        location: String,
+        /// The store, described (`s3 bucket lake, root /`).
+        store: String,
+        /// Why it does not map.
+        reason: String,
+    },
+    /// The table needs a feature coldsync does not read (a Delta reader feature, an Iceberg
+    /// format version): nothing of it is loaded.
+    #[error("table {table}: {message}")]
+    Unsupported {
+        /// The table.
+        table: String,
+        /// What is not supported, and what to do.
+        message: String,
+    },
 }
 
 impl SourceError {
@@ -84,7 +134,13 @@ impl SourceError {
     /// True when retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            SourceError::Build { .. } | SourceError::TableRootMissing { .. } => false,
+            SourceError::Build { .. }
+            | SourceError::TableRootMissing { .. }
+            | SourceError::Location { .. }
+            | SourceError::Unsupported { .. } => false,
+            SourceError::Catalog { transient, .. } | SourceError::Metadata { transient, .. } => {
+                *transient
+            }
             SourceError::List { source, .. } => crate::source::is_transient(source),
         }
     }
@@ -389,6 +445,13 @@ pub enum PartitionError {
         /// The first mismatch: kind, key, expected and found (shortened).
         example: String,
     },
+    /// The table's format marks the partition as one coldsync cannot read correctly (an
+    /// Iceberg delete file, a Delta deletion vector): refused before writing anything.
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why, naming the file or feature.
+        reason: String,
+    },
     /// The load was cancelled (shutdown).
     #[error("cancelled before the partition was fully written")]
     Cancelled,
@@ -416,6 +479,7 @@ impl PartitionError {
             PartitionError::Source(err) => err.is_transient(),
             PartitionError::Redis(err) => err.is_transient(),
             PartitionError::Cancelled
+            | PartitionError::Refused { .. }
             | PartitionError::LeaseLost { .. }
             | PartitionError::TaskDied { .. }
             | PartitionError::TooManySkippedKeys { .. }

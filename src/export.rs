@@ -8,7 +8,6 @@ use tokio::io::AsyncWrite;
 use crate::config::{Config, TableConfig};
 use crate::encode::ValueFormat;
 use crate::error::PartitionError;
-use crate::listing::list_table;
 use crate::load::{export_partition, prepare, ExportError, Produced};
 use crate::redis::WriteStyle;
 use crate::run::partition_expiry;
@@ -26,7 +25,7 @@ pub async fn export<W: AsyncWrite + Unpin>(
     out: &mut W,
 ) -> Result<Produced, ExportError> {
     let operator = build_operator(&config.source).map_err(PartitionError::from)?;
-    let listing = list_table(&operator, table)
+    let listing = crate::catalog::discover(&operator, table)
         .await
         .map_err(PartitionError::from)?;
     let partition = listing.partitions.get(&date).ok_or_else(|| {

@@ -85,6 +85,9 @@ pub struct LedgerEntry {
     pub loaded_at: String,
     /// Absolute expiry of its keys, ms since the epoch.
     pub expires_at_ms: i64,
+    /// The Iceberg snapshot or Delta version the partition's files were read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 impl std::ops::Deref for LedgerEntry {

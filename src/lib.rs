@@ -7,6 +7,9 @@
 //! - [`config`]: the TOML file, validated into typed options (secrets from the environment):
 //!   `raw` structs, `secret`, `source`, `redis`, `tables`.
 //! - [`source`]: the opendal operator for the object store.
+//! - [`catalog`]: where a table's partitions come from (listed Hive directories, a Hive
+//!   Metastore, Iceberg, Delta Lake): one `discover` for every command; locations mapped to the
+//!   store.
 //! - [`listing`]: lists a table root into date partitions, their data files and markers.
 //! - [`plan`]: classifies partitions (loaded, pending, changed, incomplete, hot, expired, ...).
 //! - [`reader`]: async Parquet reading over opendal, footers first, only the needed columns.
@@ -30,6 +33,7 @@
 //! - [`logging`]: structured log setup.
 //! - [`error`]: typed errors.
 
+pub mod catalog;
 pub mod config;
 pub mod daemon;
 pub mod encode;

@@ -43,12 +43,21 @@ pub struct DiscoveredPartition {
     pub marker_dirs: BTreeSet<String>,
     /// Zero-byte files skipped (they hold no rows).
     pub empty_files: usize,
+    /// A catalog registered the partition or a committed snapshot holds its files: complete
+    /// whatever the markers say.
+    pub committed: bool,
+    /// Why this partition cannot be loaded correctly (an Iceberg delete file, a Delta deletion
+    /// vector): a load of it fails with this reason, naming the partition, and writes nothing.
+    pub refusal: Option<String>,
+    /// What identifies the partition's content in its catalog beyond its file list (Hive
+    /// Metastore partition parameters): part of the fingerprint.
+    pub catalog_fingerprint: Option<String>,
 }
 
 impl DiscoveredPartition {
     /// True when the partition directory itself, or every directory holding data files, has a marker.
     pub fn has_marker(&self) -> bool {
-        if self.marker_dirs.contains(&self.dir) {
+        if self.committed || self.marker_dirs.contains(&self.dir) {
             return true;
         }
         let data_dirs: BTreeSet<&str> = self.files.iter().map(|f| parent_dir(&f.path)).collect();
@@ -80,6 +89,14 @@ impl DiscoveredPartition {
             }
             hasher.update([0xff]);
         }
+        if let Some(extra) = &self.catalog_fingerprint {
+            hasher.update(b"catalog\0");
+            hasher.update(extra.as_bytes());
+        }
+        if let Some(refusal) = &self.refusal {
+            hasher.update(b"refusal\0");
+            hasher.update(refusal.as_bytes());
+        }
         let digest = hasher.finalize();
         digest[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -96,6 +113,19 @@ pub struct TableListing {
     pub table_marker_ms: Option<i64>,
     /// Objects ignored because of a `_`/`.` component or an unexpected layout.
     pub ignored_objects: usize,
+    /// Where the listing came from (catalog, format, snapshot or version).
+    pub origin: ListingOrigin,
+}
+
+/// Where a table's listing came from, for `plan`, `status` and the logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ListingOrigin {
+    /// `none`, `hive_metastore` or `rest` (the table's `catalog`).
+    pub catalog: &'static str,
+    /// `hive`, `iceberg` or `delta` (the table's `format`).
+    pub format: &'static str,
+    /// The Iceberg snapshot id or Delta version the files are from.
+    pub snapshot: Option<String>,
 }
 
 fn parent_dir(path: &str) -> &str {
@@ -256,6 +286,9 @@ pub async fn list_table(
                 files: Vec::new(),
                 marker_dirs: BTreeSet::new(),
                 empty_files: 0,
+                committed: false,
+                refusal: None,
+                catalog_fingerprint: None,
             });
         match file {
             PartitionFile::Marker => {

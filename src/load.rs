@@ -102,6 +102,11 @@ pub async fn prepare(
     concurrency: usize,
     key_only: bool,
 ) -> Result<PreparedPartition, PartitionError> {
+    if let Some(reason) = &partition.refusal {
+        return Err(PartitionError::Refused {
+            reason: reason.clone(),
+        });
+    }
     let opened: Vec<OpenedFile> = futures::stream::iter(partition.files.clone())
         .map(|file| {
             let operator = operator.clone();

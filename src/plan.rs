@@ -266,6 +266,9 @@ mod tests {
             },
             dir,
             empty_files: 0,
+            committed: false,
+            refusal: None,
+            catalog_fingerprint: None,
         }
     }
 

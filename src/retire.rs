@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, TableConfig};
 use crate::error::{PartitionError, RedisError};
 use crate::lease::{Acquired, Lease, LeaseError, LeaseHolder, LeaseKind};
-use crate::listing::list_table;
 use crate::load::{prepare, RowStream};
 use crate::redis::{CommandBatch, Connection, Reply};
 use crate::run::{CommandOutcome, Engine, ExitCode};
@@ -298,7 +297,7 @@ impl Engine {
         summary: &mut RetireSummary,
     ) -> Result<(), RetireError> {
         let id = table.ledger_id();
-        let listing = list_table(self.operator(), table)
+        let listing = crate::catalog::discover(self.operator(), table)
             .await
             .map_err(RetireError::Listing)?;
         let limiter = self.table_limiter(table);

@@ -251,6 +251,7 @@ async fn shards_share_a_table_a_whole_table_run_waits_for_them_and_records_need_
         run_id: "backfill-0".into(),
         loaded_at: "now".into(),
         expires_at_ms: 1,
+        snapshot: None,
     };
     let lost = |recorded: LeasedRecord| matches!(recorded, LeasedRecord::LeaseLost);
     let (day_20, day_19) = (date("2026-11-20"), date("2026-11-19"));

@@ -488,6 +488,7 @@ async fn a_record_moves_the_watermark_and_withdrawing_it_moves_it_back() {
         run_id: "r".into(),
         loaded_at: "2026-11-22T00:00:00.000Z".into(),
         expires_at_ms: 0,
+        snapshot: None,
     };
     let first = Watermarks {
         with: Some(day(DATES[0])),

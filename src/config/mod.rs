@@ -14,6 +14,7 @@
 //! - here: [`Config`] itself, `[ledger]`, `[daemon]`, `[lease]` and `[logging]`, and the checks
 //!   the sections share.
 
+mod catalog;
 mod raw;
 mod redis;
 mod secret;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
+pub use self::catalog::{Catalog, TableFormat, TableSource};
 pub use self::raw::RawConfig;
 pub use self::redis::{ClusterConfig, RedisConfig};
 pub use self::secret::{OptionValue, Secret};

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::catalog::{CatalogName, TableFormat};
 use super::invalid;
 use super::tables::{Completeness, LoadMode};
 use crate::encode::{DateEncoding, TimestampEncoding};
@@ -210,6 +211,14 @@ pub(super) struct RawTableOptions {
     pub(super) wait_for_partition: Option<String>,
     pub(super) wait_poll_interval: Option<String>,
     pub(super) verify_sample: Option<u64>,
+    pub(super) catalog: Option<CatalogName>,
+    pub(super) format: Option<TableFormat>,
+    pub(super) metastore_uris: Option<Vec<String>>,
+    pub(super) catalog_uri: Option<String>,
+    pub(super) database: Option<String>,
+    pub(super) table: Option<String>,
+    pub(super) metadata_location: Option<String>,
+    pub(super) location_prefix: Option<String>,
 }
 
 impl RawTableOptions {
@@ -238,6 +247,14 @@ impl RawTableOptions {
         "wait_for_partition",
         "wait_poll_interval",
         "verify_sample",
+        "catalog",
+        "format",
+        "metastore_uris",
+        "catalog_uri",
+        "database",
+        "table",
+        "metadata_location",
+        "location_prefix",
     ];
 }
 
@@ -246,7 +263,8 @@ impl RawTableOptions {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawTable {
     pub(super) name: String,
-    pub(super) path: String,
+    /// The table root in the store; a catalog may say where the table is instead.
+    pub(super) path: Option<String>,
     pub(super) key: String,
     pub(super) columns: Option<Vec<String>>,
     /// The table's layout (part of its identity; never from `[defaults]`).

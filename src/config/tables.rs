@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use super::catalog::{RawSource, TableSource};
 use super::raw::{table_options, RawTable, RawTableOptions, ValueFormatName};
 use super::{invalid, parse_tz, positive};
 use crate::encode::{DateEncoding, EncodeSpec, TimestampEncoding, ValueFormat};
@@ -45,8 +46,11 @@ pub enum Completeness {
 pub struct TableConfig {
     /// Name used in logs, the ledger hash tag and `--table`.
     pub name: String,
-    /// Table root inside the source, without leading or trailing `/`.
+    /// Table root inside the source, without leading or trailing `/`; empty when the catalog
+    /// says where the table is.
     pub path: String,
+    /// Where the partitions come from (`catalog`, `format` and their options).
+    pub source: TableSource,
     /// Name of the date partition column (`dt`).
     pub partition_column: String,
     /// chrono format of the partition value (`%Y-%m-%d`, `%Y%m%d`), as written.
@@ -184,13 +188,45 @@ impl TableConfig {
                 ));
             }
         }
-        let path = raw.path.trim_matches('/').to_string();
-        if path.is_empty() || path.split('/').any(|part| part == ".." || part.is_empty()) {
-            return Err(invalid(
-                at("path"),
-                format!("{:?} is not a table root path", raw.path),
-            ));
-        }
+        let source = super::catalog::build(
+            RawSource {
+                catalog: pick!(catalog),
+                format: pick!(format),
+                metastore_uris: pick!(metastore_uris),
+                catalog_uri: pick!(catalog_uri),
+                database: pick!(database),
+                table: pick!(table),
+                metadata_location: pick!(metadata_location),
+                location_prefix: pick!(location_prefix),
+            },
+            &at,
+        )?;
+        let path = match &raw.path {
+            Some(path) => {
+                let trimmed = path.trim_matches('/').to_string();
+                if trimmed.is_empty()
+                    || trimmed
+                        .split('/')
+                        .any(|part| part == ".." || part.is_empty())
+                {
+                    return Err(invalid(
+                        at("path"),
+                        format!("{path:?} is not a table root path"),
+                    ));
+                }
+                trimmed
+            }
+            None if source.needs_path() => {
+                return Err(invalid(
+                    at("path"),
+                    format!(
+                        "missing: a {} table without a catalog is read at its path",
+                        source.format.as_str()
+                    ),
+                ))
+            }
+            None => String::new(),
+        };
         let partition_column = pick!(partition_column).unwrap_or_else(|| "dt".to_string());
         if partition_column.is_empty() || partition_column.contains(['/', '=']) {
             return Err(invalid(
@@ -221,7 +257,23 @@ impl TableConfig {
             return Err(invalid(at("retention_days"), "must be at most 36500"));
         }
         let mode = pick!(mode).unwrap_or(LoadMode::Incremental);
-        let completeness = pick!(completeness).unwrap_or(Completeness::Marker);
+        // A registered partition or a committed snapshot is complete: the `_SUCCESS` default
+        // is only for partitions found by listing.
+        let completeness = pick!(completeness).unwrap_or(if source.is_listed_directories() {
+            Completeness::Marker
+        } else {
+            Completeness::None
+        });
+        if source.format != super::catalog::TableFormat::Hive && completeness != Completeness::None
+        {
+            return Err(invalid(
+                at("completeness"),
+                format!(
+                    "a {} table's committed files are complete: only \"none\" applies (min_age_minutes still does)",
+                    source.format.as_str()
+                ),
+            ));
+        }
         let delete_missing = pick!(delete_missing).unwrap_or(false);
         if delete_missing && mode != LoadMode::Snapshot {
             return Err(invalid(
@@ -309,6 +361,7 @@ impl TableConfig {
             verify_sample: pick!(verify_sample).unwrap_or(0),
             name: raw.name,
             path,
+            source,
             partition_column,
             partition_format,
             partition_items,

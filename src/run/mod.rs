@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::config::{Config, TableConfig};
 use crate::error::{ConfigError, PartitionError, RedisError, SourceError};
 use crate::ledger::{Ledger, LedgerEntry};
-use crate::listing::{list_table, TableListing};
+use crate::listing::TableListing;
 use crate::plan::{plan_table, TablePlan};
 use crate::redis::capability::{probe_hash_writes, HashWriteMethod};
 use crate::redis::Connector;
@@ -202,7 +202,7 @@ impl Engine {
         table: &TableConfig,
         as_of: Option<NaiveDate>,
     ) -> Result<(TableListing, BTreeMap<NaiveDate, LedgerEntry>, TablePlan), PartitionError> {
-        let listing = list_table(&self.operator, table).await?;
+        let listing = crate::catalog::discover(&self.operator, table).await?;
         let entries = self.ledger.entries(&table.ledger_id()).await?;
         let fingerprints = entries
             .iter()

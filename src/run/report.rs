@@ -55,6 +55,9 @@ pub struct TableReport {
     pub table: String,
     /// Layout (`default` without `layout`).
     pub layout: String,
+    /// Where the partitions came from (catalog, format, snapshot or version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::listing::ListingOrigin>,
     /// Today as used.
     pub today: Option<NaiveDate>,
     /// Late date.
@@ -160,6 +163,7 @@ impl Engine {
                     report.tables.push(TableReport {
                         table: table.name.clone(),
                         layout: table.layout_name().to_string(),
+                        origin: None,
                         today: None,
                         late: None,
                         partitions: Vec::new(),
@@ -203,6 +207,7 @@ impl Engine {
             report.tables.push(TableReport {
                 table: table.name.clone(),
                 layout: table.layout_name().to_string(),
+                origin: (!table.source.is_listed_directories()).then(|| listing.origin.clone()),
                 today: Some(plan.today),
                 late: plan.late,
                 partitions: lines,
@@ -296,11 +301,19 @@ impl Engine {
                     rows: entries.values().map(|e| e.rows).sum(),
                     keys: entries.values().map(|e| e.keys).sum(),
                     last_loaded_at: entries.values().map(|e| e.loaded_at.clone()).max(),
+                    snapshot: entries
+                        .values()
+                        .max_by(|a, b| a.loaded_at.cmp(&b.loaded_at))
+                        .and_then(|e| e.snapshot.clone()),
+                    catalog: table.source.catalog.as_str(),
+                    format: table.source.format.as_str(),
                     error: None,
                 },
                 (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => LedgerStatus {
                     table: table.name.clone(),
                     layout: table.layout_name().to_string(),
+                    catalog: table.source.catalog.as_str(),
+                    format: table.source.format.as_str(),
                     error: Some(err.to_string()),
                     ..LedgerStatus::default()
                 },
@@ -320,7 +333,7 @@ impl Engine {
         let mut out = Vec::new();
         for table in tables {
             let result = async {
-                let listing = crate::listing::list_table(self.operator(), table)
+                let listing = crate::catalog::discover(self.operator(), table)
                     .await
                     .map_err(|e| e.to_string())?;
                 let Some(partition) = listing.partitions.values().rev().find(|p| !p.files.is_empty()) else {
@@ -368,6 +381,13 @@ pub struct LedgerStatus {
     pub error: Option<String>,
     /// The layout (`default` without `layout`).
     pub layout: String,
+    /// The table's `catalog` (`none`, `hive_metastore`, `rest`).
+    pub catalog: &'static str,
+    /// The table's `format` (`hive`, `iceberg`, `delta`).
+    pub format: &'static str,
+    /// The Iceberg snapshot or Delta version of the most recent load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// The last `verify` of this layout, if any.
     pub verified: Option<VerifyRecord>,
     /// The watermark has caught up with every other layout's of the table.
@@ -401,6 +421,20 @@ pub fn mark_ready(statuses: &mut [LedgerStatus]) {
     }
 }
 
+/// `hive_metastore/iceberg snapshot 42: ` for a table that does not come from listed Hive
+/// directories; nothing for one that does (the original source, whose lines stay as they were).
+fn origin_note(catalog: &str, format: &str, snapshot: Option<&str>) -> String {
+    if (catalog, format) == ("none", "hive") || catalog.is_empty() {
+        return String::new();
+    }
+    let version = match (format, snapshot) {
+        (_, None) => String::new(),
+        ("delta", Some(v)) => format!(" version {v}"),
+        (_, Some(v)) => format!(" snapshot {v}"),
+    };
+    format!("{catalog}/{format}{version}: ")
+}
+
 /// Text form of `status`, one line per table layout.
 pub fn format_status(status: &[LedgerStatus]) -> String {
     let d = |d: Option<NaiveDate>| d.map_or("-".to_string(), |d| d.to_string());
@@ -418,9 +452,10 @@ pub fn format_status(status: &[LedgerStatus]) -> String {
             "not caught up"
         };
         out.push_str(&format!(
-            "{} ({}): {} partitions loaded ({} .. {}), watermark {}, {} keys, last load {}, verify {verified}, {readiness}{}\n",
+            "{} ({}): {}{} partitions loaded ({} .. {}), watermark {}, {} keys, last load {}, verify {verified}, {readiness}{}\n",
             s.table,
             s.layout,
+            origin_note(s.catalog, s.format, s.snapshot.as_deref()),
             s.partitions_loaded,
             d(s.oldest_loaded),
             d(s.newest_loaded),
@@ -442,6 +477,13 @@ pub fn format_plan(report: &PlanReport) -> String {
         out.push_str(&format!("table {}", table.table));
         if table.layout != crate::config::DEFAULT_LAYOUT {
             out.push_str(&format!(" layout {}", table.layout));
+        }
+        if let Some(origin) = &table.origin {
+            out.push_str(&format!(
+                " from {}",
+                origin_note(origin.catalog, origin.format, origin.snapshot.as_deref())
+                    .trim_end_matches(": ")
+            ));
         }
         if let Some(today) = table.today {
             out.push_str(&format!(" (today {today})"));
@@ -492,6 +534,7 @@ mod tests {
             tables: vec![TableReport {
                 table: "orders".into(),
                 layout: "default".into(),
+                origin: None,
                 today: NaiveDate::from_ymd_opt(2026, 11, 22),
                 late: None,
                 partitions: vec![PlanLine {

@@ -119,6 +119,8 @@ pub(super) struct Written<'a> {
     pub(super) table: &'a TableConfig,
     pub(super) date: NaiveDate,
     pub(super) fingerprint: String,
+    /// The snapshot or version the files were read from (Iceberg, Delta).
+    pub(super) snapshot: Option<String>,
     pub(super) stats: Counters,
     /// The server that acknowledged every write of the partition.
     pub(super) server: ServerRunId,
@@ -141,6 +143,7 @@ impl Engine {
             table,
             date,
             fingerprint,
+            snapshot,
             stats,
             server,
             run_id,
@@ -151,6 +154,7 @@ impl Engine {
             run_id: run_id.to_string(),
             loaded_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             expires_at_ms: partition_expiry(table, date).millis,
+            snapshot,
         };
         let mut with = loaded_now.to_vec();
         with.push(date);

@@ -385,6 +385,7 @@ impl Engine {
                 table,
                 date,
                 fingerprint: job.listing.partitions[&date].fingerprint(),
+                snapshot: job.listing.origin.snapshot.clone(),
                 stats,
                 server,
                 run_id,

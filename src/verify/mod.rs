@@ -19,7 +19,7 @@ use opendal::Operator;
 use crate::config::TableConfig;
 use crate::encode::{EncodedRows, ValueFormat};
 use crate::error::PartitionError;
-use crate::listing::{list_table, DiscoveredPartition};
+use crate::listing::DiscoveredPartition;
 use crate::load::{prepare, RowStream};
 use crate::redis::Connector;
 use crate::run::{partition_expiry, Engine};
@@ -253,7 +253,7 @@ impl Engine {
         if entries.is_empty() {
             return report;
         }
-        let listing = match list_table(self.operator(), table).await {
+        let listing = match crate::catalog::discover(self.operator(), table).await {
             Ok(listing) => listing,
             Err(err) => {
                 report.error = Some(format!("cannot list the table: {err}"));

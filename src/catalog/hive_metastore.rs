@@ -1,0 +1,18 @@
+//! Hive directories registered in a Hive Metastore.
+
+use opendal::Operator;
+
+use crate::config::TableConfig;
+use crate::error::SourceError;
+use crate::listing::TableListing;
+
+/// The table's partitions from its source.
+pub async fn discover(
+    _operator: &Operator,
+    table: &TableConfig,
+) -> Result<TableListing, SourceError> {
+    Err(SourceError::Unsupported {
+        table: table.name.clone(),
+        message: "format/catalog not built yet".to_string(),
+    })
+}
