@@ -264,7 +264,7 @@ async fn the_date_key_may_come_second_and_must_be_a_partition_key() {
     assert_eq!(listing.partitions[&d("2026-11-19")].files.len(), 1);
 
     let uri = serve(fake());
-    let err = discover(&fs(root), &config(root, &[uri.clone()], ""))
+    let err = discover(&fs(root), &config(root, std::slice::from_ref(&uri), ""))
         .await
         .unwrap_err();
     let text = err.to_string();
