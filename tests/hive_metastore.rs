@@ -6,7 +6,10 @@
 //!   `hive_metastore/hive`;
 //! - a second run is a no-op (no partition loaded, no data write in `INFO commandstats`);
 //! - a partition registered after the first run loads; a rewritten one (files replaced,
-//!   parameters changed) reloads; the window moves with `--as-of`;
+//!   parameters changed) reloads; the window moves with `--as-of`; a registered partition whose
+//!   directory vanished is incomplete, never recorded empty;
+//! - `load_table` reads an Iceberg table's location and parameters (and `format = "hive"`
+//!   refuses it, naming the format to set);
 //! - a metastore that is down, and a partition located outside the store, fail the table with a
 //!   clear error (exit 3) naming the URI or the location, and nothing is recorded.
 
@@ -341,6 +344,72 @@ fn registered_partitions_load_exactly_rerun_is_a_noop_and_changes_reload() {
     assert_eq!(loaded_dates(&fourth), ["2026-11-21"], "{}", fourth.dump());
     rows.push((11, "hot", "2026-11-21"));
     assert_eq!(contents(&redis), expected(&ws, &redis, &tables, &rows));
+
+    // 11-18's directory vanishes while it stays registered: incomplete, never recorded empty;
+    // its keys and ledger entry stay as they were.
+    let ledger = redis.hgetall("coldsync:{orders}:partitions");
+    std::fs::remove_dir_all(root.join("landing/orders-1118")).unwrap();
+    let fifth = ws.cli(&["run", "--as-of", "2026-11-23"]);
+    fifth.assert_success();
+    assert_eq!(
+        loaded_dates(&fifth),
+        Vec::<String>::new(),
+        "{}",
+        fifth.dump()
+    );
+    let incomplete = fifth
+        .event("partition_incomplete")
+        .unwrap_or_else(|| panic!("no partition_incomplete: {}", fifth.dump()));
+    assert_eq!(
+        (text(incomplete, "date"), text(incomplete, "reason")),
+        ("2026-11-18", "no data files")
+    );
+    assert_eq!(redis.hgetall("coldsync:{orders}:partitions"), ledger);
+    assert_eq!(contents(&redis), expected(&ws, &redis, &tables, &rows));
+}
+
+#[test]
+fn load_table_reads_what_iceberg_and_delta_tables_registered_in_the_metastore_need() {
+    let hms = hive_metastore();
+    let ws = CliWorkspace::new();
+    let redis = RedisServer::start();
+    let db = "sales_iceberg";
+    let metadata = at(&ws, "events/metadata/00001-abc.metadata.json");
+    hms.apply(&[
+        serde_json::json!({"op": "create_database", "db": db, "location": at(&ws, "iceberg.db")}),
+        create_table_op(
+            db,
+            "orders",
+            &at(&ws, "events"),
+            &[],
+            &[("table_type", "ICEBERG"), ("metadata_location", &metadata)],
+        ),
+    ]);
+    let config_text = ws.config_text(&redis, &table_config(&hms.uri(), db));
+    let config = Config::parse(&config_text, &HashMap::new()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let table = runtime
+        .block_on(coldsync::catalog::hive_metastore::load_table(
+            &config.tables[0],
+        ))
+        .unwrap();
+    assert_eq!(table.location, at(&ws, "events"));
+    assert_eq!(table.parameters["table_type"], "ICEBERG");
+    assert_eq!(table.parameters["metadata_location"], metadata);
+    assert!(table.partition_keys.is_empty());
+    // As Hive directories it is refused, saying what to set.
+    let out = ws
+        .write(&redis, &table_config(&hms.uri(), db))
+        .cli(&["run", "--as-of", AS_OF]);
+    assert_eq!(out.status_code, 3, "{}", out.dump());
+    let error = text(out.event("table_failed").unwrap(), "error").to_string();
+    assert!(
+        error.contains("sales_iceberg.orders is an Iceberg table: set format = \"iceberg\""),
+        "{error}"
+    );
 }
 
 #[test]
