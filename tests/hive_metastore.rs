@@ -4,7 +4,8 @@
 //!   `hour` sub-partitions; exact Redis contents (values and `PEXPIRETIME`), latest wins across
 //!   dates; hot, expired and non-date partitions left alone; `plan` and `status` say
 //!   `hive_metastore/hive`;
-//! - a second run is a no-op (no partition loaded, no data write in `INFO commandstats`);
+//! - a second run is a no-op: no partition loaded, no write event on a data key (keyspace
+//!   notifications), no data-path command in `INFO commandstats`;
 //! - a partition registered after the first run loads; a rewritten one (files replaced,
 //!   parameters changed) reloads; the window moves with `--as-of`; a registered partition whose
 //!   directory vanished is incomplete, never recorded empty;

@@ -106,33 +106,7 @@ pub async fn discover(
             .as_ref()
             .and_then(|sd| sd.location.clone())
             .unwrap_or_default();
-        let dir = match locations.to_store_path(&location) {
-            Ok(path) if !path.is_empty() => format!("{}/", path.trim_end_matches('/')),
-            Ok(_) => {
-                return Err(super::location_error(
-                    table,
-                    &locations,
-                    &location,
-                    format!("it is the store's root, not a partition directory (partition {name})"),
-                ))
-            }
-            Err(_) if location.is_empty() => {
-                return Err(super::location_error(
-                    table,
-                    &locations,
-                    &location,
-                    format!("the metastore gives partition {name} no location"),
-                ))
-            }
-            Err(reason) => {
-                return Err(super::location_error(
-                    table,
-                    &locations,
-                    &location,
-                    format!("{reason} (partition {name})"),
-                ))
-            }
-        };
+        let dir = store_dir(table, &locations, &location, &name)?;
         located.push(Located {
             date,
             name,
@@ -159,6 +133,27 @@ pub async fn discover(
         listing.partitions.insert(date, date_partition(date, subs));
     }
     Ok(listing)
+}
+
+/// The store directory (ending in `/`) of the partition `name` registered at `location`, or
+/// the error that fails the table: a location the store cannot reach, none, or the store's root.
+fn store_dir(
+    table: &TableConfig,
+    locations: &StoreLocations,
+    location: &str,
+    name: &str,
+) -> Result<String, SourceError> {
+    let refuse = |reason: String| super::location_error(table, locations, location, reason);
+    match locations.to_store_path(location) {
+        Ok(path) if !path.is_empty() => Ok(format!("{}/", path.trim_end_matches('/'))),
+        Ok(_) => Err(refuse(format!(
+            "it is the store's root, not a partition directory (partition {name})"
+        ))),
+        Err(_) if location.is_empty() => Err(refuse(format!(
+            "the metastore gives partition {name} no location"
+        ))),
+        Err(reason) => Err(refuse(format!("{reason} (partition {name})"))),
+    }
 }
 
 /// One registered partition (a date, or a sub-partition of one) and its store directory.
