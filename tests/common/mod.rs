@@ -29,6 +29,8 @@
 //! * `workspace.rs`: [`CliWorkspace`], a warehouse and a config file to run the binary on.
 //! * `tcp_proxy.rs`: [`TcpProxy`], a fault-injecting TCP proxy in front of a Redis (pause, cut,
 //!   delay, and hooks on what the client sends).
+//! * `iceberg.rs`: [`IcebergCatalog`], Iceberg tables written by pyiceberg (SQL catalog on
+//!   sqlite, `file://` warehouse), and [`RestCatalogShim`], that catalog served over REST.
 //!
 //! This file holds the small bits they share ([`free_port`], [`wait_for`]).
 //!
@@ -43,6 +45,7 @@
 mod certs;
 mod cli_runner;
 mod http_fault_proxy;
+mod iceberg;
 mod layouts;
 mod orders;
 mod parquet_files;
@@ -53,6 +56,8 @@ mod s3_server;
 mod scenario;
 mod tcp_proxy;
 mod workspace;
+#[allow(unused_imports)]
+pub use self::iceberg::*;
 
 // One flat namespace for the tests (`use common::*`). A test binary that uses nothing of a helper
 // file would warn about its re-export, hence the allow.

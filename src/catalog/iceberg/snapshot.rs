@@ -92,7 +92,7 @@ pub async fn listing(
         .await?;
     let mut builder = Builder::new(table, locations, metadata, &dates);
     for (file, entries) in &read {
-        for entry in entries.iter().filter(|e| e.status != STATUS_DELETED) {
+        for entry in entries {
             builder.add(file, entry)?;
         }
     }
@@ -172,7 +172,12 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Places one manifest entry: a live data file on its date, a delete file on the dates it
+    /// refuses; a `DELETED` entry (removed by the snapshot that wrote the manifest) nowhere.
     fn add(&mut self, manifest: &ManifestFile, entry: &ManifestEntry) -> Result<(), SourceError> {
+        if entry.status == STATUS_DELETED {
+            return Ok(());
+        }
         let is_delete = entry.content != 0 || manifest.content != 0;
         let date = match self.date_of(manifest.spec_id, entry) {
             Ok(date) => date,
@@ -323,7 +328,152 @@ fn common_dir(files: &[DataFile]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use apache_avro::types::Value;
+
     use super::*;
+    use crate::config::Config;
+
+    fn table() -> TableConfig {
+        let text =
+            "[source]\nscheme = \"fs\"\nroot = \"/w\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n\
+             [defaults]\nretention_days = 10\n\
+             [[tables]]\nname = \"orders\"\nkey = \"k:{id}\"\nformat = \"iceberg\"\n\
+             path = \"orders\"\n";
+        Config::parse(text, &HashMap::new())
+            .unwrap()
+            .tables
+            .remove(0)
+    }
+
+    fn metadata() -> TableMetadata {
+        TableMetadata::parse(
+            br#"{"format-version": 2, "current-schema-id": 0,
+              "schemas": [{"schema-id": 0, "fields": [{"id": 1, "name": "dt", "type": "date"}]}],
+              "partition-specs": [
+                {"spec-id": 0, "fields": []},
+                {"spec-id": 1, "fields": [{"name": "dt", "transform": "identity", "source-id": 1, "field-id": 1000}]}],
+              "current-snapshot-id": 9,
+              "snapshots": [{"snapshot-id": 8, "timestamp-ms": 1000, "manifest-list": "m8"},
+                            {"snapshot-id": 9, "timestamp-ms": 2000, "manifest-list": "m9"}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn manifest(spec_id: i32, content: i32) -> ManifestFile {
+        ManifestFile {
+            path: "file:/w/orders/metadata/m.avro".into(),
+            spec_id,
+            content,
+            added_snapshot_id: Some(9),
+        }
+    }
+
+    fn entry(status: i32, content: i32, name: &str, day: Option<i32>) -> ManifestEntry {
+        let mut partition_by_id = BTreeMap::new();
+        if let Some(day) = day {
+            partition_by_id.insert(1000, Value::Date(day));
+        }
+        ManifestEntry {
+            status,
+            snapshot_id: (status == 0).then_some(8),
+            content,
+            file_path: format!("file:/w/orders/data/{name}"),
+            file_format: "PARQUET".into(),
+            record_count: 5,
+            file_size_in_bytes: 100,
+            referenced_data_file: None,
+            partition_by_id,
+            partition_by_name: BTreeMap::new(),
+        }
+    }
+
+    const NOV_20: i32 = 20_412;
+
+    fn date(day: i32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(i64::from(day))
+    }
+
+    #[test]
+    fn live_files_go_on_their_dates_deleted_entries_nowhere_and_delete_files_refuse_their_date() {
+        let (table, metadata) = (table(), metadata());
+        let store = StoreLocations::new("fs", "", "/w", None);
+        let dates = spec_dates(&metadata, "dt").unwrap();
+        let mut builder = Builder::new(&table, &store, &metadata, &dates);
+        let data = manifest(1, 0);
+        builder
+            .add(&data, &entry(0, 0, "a.parquet", Some(NOV_20)))
+            .unwrap();
+        builder
+            .add(&data, &entry(1, 0, "b.parquet", Some(NOV_20)))
+            .unwrap();
+        builder
+            .add(&data, &entry(2, 0, "gone.parquet", Some(NOV_20)))
+            .unwrap();
+        builder
+            .add(&data, &entry(1, 0, "c.parquet", Some(NOV_20 + 1)))
+            .unwrap();
+        builder
+            .add(&data, &entry(1, 0, "null.parquet", None))
+            .unwrap_err();
+        let deletes = manifest(1, 1);
+        builder
+            .add(&deletes, &entry(1, 1, "del.parquet", Some(NOV_20 + 1)))
+            .unwrap();
+        builder
+            .add(&deletes, &entry(2, 1, "old-del.parquet", Some(NOV_20)))
+            .unwrap();
+        let listing = builder.finish();
+        assert_eq!(listing.partitions.len(), 2);
+        let first = &listing.partitions[&date(NOV_20)];
+        let paths: Vec<&str> = first.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["orders/data/a.parquet", "orders/data/b.parquet"]);
+        assert!(first.committed);
+        assert_eq!(first.refusal, None);
+        assert_eq!(first.dir, "orders/data/");
+        // The existing file was added by snapshot 8, the new one by the manifest's snapshot 9.
+        assert_eq!(first.files[0].last_modified_ms, Some(1000));
+        assert_eq!(first.files[0].etag.as_deref(), Some("iceberg-snapshot-8"));
+        assert_eq!(first.files[1].last_modified_ms, Some(2000));
+        let second = &listing.partitions[&date(NOV_20 + 1)];
+        let refusal = second.refusal.as_deref().unwrap();
+        assert!(
+            refusal.contains("position delete file file:/w/orders/data/del.parquet"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn a_delete_file_without_a_date_refuses_every_date_and_a_data_file_without_one_the_table() {
+        let (table, metadata) = (table(), metadata());
+        let store = StoreLocations::new("fs", "", "/w", None);
+        let dates = spec_dates(&metadata, "dt").unwrap();
+        let mut builder = Builder::new(&table, &store, &metadata, &dates);
+        builder
+            .add(&manifest(1, 0), &entry(1, 0, "a.parquet", Some(NOV_20)))
+            .unwrap();
+        builder
+            .add(&manifest(1, 0), &entry(1, 0, "b.parquet", Some(NOV_20 + 1)))
+            .unwrap();
+        let mut equality = entry(1, 2, "eq.parquet", None);
+        equality.partition_by_id.clear();
+        builder.add(&manifest(0, 1), &equality).unwrap();
+        let err = builder
+            .add(&manifest(0, 0), &entry(1, 0, "flat.parquet", None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("flat.parquet"), "{err}");
+        assert!(err.contains("partition spec 0 (unpartitioned)"), "{err}");
+        let listing = builder.finish();
+        for partition in listing.partitions.values() {
+            let refusal = partition.refusal.as_deref().unwrap();
+            assert!(
+                refusal.contains("equality delete file file:/w/orders/data/eq.parquet"),
+                "{refusal}"
+            );
+        }
+    }
 
     fn file(path: &str) -> DataFile {
         DataFile {
