@@ -178,12 +178,14 @@ fn an_identity_dt_table_loads_its_cold_days_then_a_rerun_is_a_no_op_and_an_overw
              append orders {} 3 5 b\n\
              append orders {} 6 6 a\n\
              append orders {} 7 8 a\n\
-             append orders {} 9 9 a\n",
+             append orders {} 9 9 a\n\
+             append orders {} 10 10 a\n",
             iso(d5),
             iso(d4),
             iso(d3),
             iso(d2),
-            iso(d1)
+            iso(d1),
+            iso(ago(40)) // older than retention_days = 30: never loaded
         ),
         "orders",
     );
@@ -327,18 +329,16 @@ fn a_day_ts_table_behind_a_rest_catalog_names_its_snapshot_and_an_append_reloads
     let snapshot = commit.snapshot_id.clone().unwrap();
     let shim = catalog.serve_rest();
     let redis = RedisServer::start();
-    ws.write(
-        &redis,
-        &iceberg_table(
-            "events",
-            "ev:{id}",
-            "ts",
-            &format!(
-                "catalog = \"rest\"\ncatalog_uri = \"{}\"\ndatabase = \"sales\"\ntable = \"events\"",
-                shim.uri()
-            ),
+    let events_table = iceberg_table(
+        "events",
+        "ev:{id}",
+        "ts",
+        &format!(
+            "catalog = \"rest\"\ncatalog_uri = \"{}\"\ndatabase = \"sales\"\ntable = \"events\"",
+            shim.uri()
         ),
     );
+    ws.write(&redis, &events_table);
 
     let plan = ws.cli(&["plan", "--as-of", &iso(today())]);
     assert!(
@@ -379,6 +379,33 @@ fn a_day_ts_table_behind_a_rest_catalog_names_its_snapshot_and_an_append_reloads
         u(again.event("run_finished").unwrap(), "partitions_loaded"),
         0
     );
+
+    // A table the catalog does not have: the catalog's 404, named.
+    ws.write(
+        &redis,
+        &iceberg_table(
+            "missing",
+            "miss:{id}",
+            "ts",
+            &format!(
+                "catalog = \"rest\"\ncatalog_uri = \"{}\"\ndatabase = \"sales\"\ntable = \"nope\"",
+                shim.uri()
+            ),
+        ),
+    );
+    let missing = ws.cli(&["run", "--as-of", &iso(today())]);
+    assert_ne!(missing.status_code, 0, "{}", missing.dump());
+    let error = text(missing.event("table_failed").unwrap(), "error");
+    assert!(error.contains("the rest catalog at"), "{error}");
+    assert!(
+        error.contains("/v1/shim/namespaces/sales/tables/nope"),
+        "{error}"
+    );
+    assert!(
+        error.contains("HTTP 404 (check database and table)"),
+        "{error}"
+    );
+    ws.write(&redis, &events_table);
 
     // An append to d2 is a new snapshot: d2's file set changed, d3 and d4 did not.
     let appended = catalog.last(&format!("append events {} 5 5 c\n", iso(d2)), "events");
@@ -573,4 +600,40 @@ fn an_unpartitioned_table_and_a_table_without_a_metadata_pointer_are_refused_say
         "{orders}"
     );
     assert_eq!(redis.keys("flat:*"), BTreeSet::new());
+}
+
+#[test]
+fn min_age_minutes_counts_from_the_snapshot_that_added_the_files() {
+    let ws = CliWorkspace::new();
+    let catalog = catalog_of(&ws);
+    let commit = catalog.last(
+        &format!(
+            "create fresh identity_dt\nappend fresh {} 1 1 a\n",
+            iso(ago(2))
+        ),
+        "fresh",
+    );
+    let redis = RedisServer::start();
+    let pointer = format!("metadata_location = \"{}\"", commit.metadata_location);
+    ws.write(
+        &redis,
+        &iceberg_table(
+            "fresh",
+            "fr:{id}",
+            "dt",
+            &format!("{pointer}\nmin_age_minutes = 60"),
+        ),
+    );
+    let out = ws.cli(&["run", "--as-of", &iso(today())]);
+    assert_eq!(
+        u(out.event("run_finished").unwrap(), "partitions_loaded"),
+        0,
+        "{}",
+        out.dump()
+    );
+    assert_eq!(redis.keys("fr:*"), BTreeSet::new());
+    ws.write(&redis, &iceberg_table("fresh", "fr:{id}", "dt", &pointer));
+    let out = ws.cli(&["run", "--as-of", &iso(today())]);
+    assert_eq!(out.status_code, 0, "{}", out.dump());
+    assert_eq!(redis.get("fr:1"), Some(value("eu-a", 1)));
 }
