@@ -67,6 +67,9 @@ pub struct SchemaField {
     /// `date`, `timestamptz`, `string`, ... or an object for nested types.
     #[serde(rename = "type")]
     pub field_type: serde_json::Value,
+    /// Version 3: the value of the column in files written before it was added.
+    #[serde(default, rename = "initial-default")]
+    pub initial_default: Option<serde_json::Value>,
 }
 
 impl SchemaField {
@@ -176,6 +179,22 @@ impl TableMetadata {
                 message: format!(
                     "Iceberg format version {} is not supported (coldsync reads versions 1 to {MAX_FORMAT_VERSION})",
                     self.format_version
+                ),
+                unsupported: true,
+            });
+        }
+        // Files written before such a column was added read as its default in Iceberg; coldsync
+        // reads the Parquet file as it is and would write the column as missing.
+        let defaulted = self
+            .schemas
+            .iter()
+            .flat_map(|schema| &schema.fields)
+            .find(|field| field.initial_default.as_ref().is_some_and(|v| !v.is_null()));
+        if let Some(field) = defaulted {
+            return Err(MetadataProblem {
+                message: format!(
+                    "column {} has an initial-default (a version 3 default value): files written before the column was added would be loaded without it",
+                    field.name
                 ),
                 unsupported: true,
             });
@@ -329,6 +348,26 @@ mod tests {
         assert!(metadata.current_snapshot().unwrap().is_none());
         assert_eq!(metadata.specs()[&0].fields[0].name, "ts_day");
         assert_eq!(metadata.column("ts").unwrap().type_name(), "timestamptz");
+    }
+
+    #[test]
+    fn a_v3_column_with_a_default_value_is_refused() {
+        let v3 = |default: &str| {
+            format!(
+                r#"{{"format-version": 3, "current-schema-id": 0, "schemas": [{{"schema-id": 0, "fields": [
+                  {{"id": 1, "name": "dt", "type": "date"}},
+                  {{"id": 2, "name": "channel", "type": "string", "initial-default": {default}}}]}}]}}"#
+            )
+        };
+        TableMetadata::parse(v3("null").as_bytes()).unwrap();
+        let problem = TableMetadata::parse(v3("\"web\"").as_bytes()).unwrap_err();
+        assert!(problem.unsupported);
+        assert!(
+            problem
+                .message
+                .contains("column channel has an initial-default"),
+            "{problem:?}"
+        );
     }
 
     #[test]

@@ -111,7 +111,12 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         .header("Accept", "application/json")
         .send()
         .await
-        .map_err(|err| (format!("{what} failed: {}", error_chain(&err)), true))?;
+        .map_err(|err| {
+            // Connection refused or reset, timeouts, a broken answer: worth another try; a
+            // request that could not even be built is not.
+            let transient = !err.is_builder() && !err.is_redirect();
+            (format!("{what} failed: {}", error_chain(&err)), transient)
+        })?;
     let status = response.status();
     let body = response
         .bytes()
@@ -162,7 +167,40 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::config::Config;
+
+    #[tokio::test]
+    async fn a_catalog_that_is_not_there_is_a_transient_catalog_error_naming_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let uri = format!("http://127.0.0.1:{port}");
+        let text = format!(
+            "[source]\nscheme = \"fs\"\nroot = \"/w\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n\
+             [defaults]\nretention_days = 10\n\
+             [[tables]]\nname = \"events\"\nkey = \"k:{{id}}\"\nformat = \"iceberg\"\n\
+             catalog = \"rest\"\ncatalog_uri = \"{uri}\"\ndatabase = \"sales\"\ntable = \"events\"\n"
+        );
+        let table = Config::parse(&text, &HashMap::new())
+            .unwrap()
+            .tables
+            .remove(0);
+        let err = load_table(&table, &uri, "sales", "events")
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("the rest catalog at {uri}/v1/config")),
+            "{text}"
+        );
+        assert!(text.contains("getConfig failed"), "{text}");
+    }
 
     #[test]
     fn table_urls_encode_nested_namespaces_and_the_prefix() {
