@@ -15,9 +15,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate, Utc};
 use common::*;
@@ -91,67 +88,6 @@ fn calls(redis: &RedisServer, command: &str) -> u64 {
         .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
         .and_then(|l| l.split([':', ',']).find_map(|kv| kv.strip_prefix("calls=")))
         .map_or(0, |v| v.parse().unwrap())
-}
-
-/// `redis-cli MONITOR` on `redis` while it lives: every command the server executes.
-struct Monitor {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Monitor {
-    fn start(redis: &RedisServer) -> Monitor {
-        let mut child = Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "monitor"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-cli monitor (run scripts/install-deps.sh)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("redis-cli monitor answers");
-        assert_eq!(first, "OK");
-        Monitor { child, lines }
-    }
-
-    /// The commands seen so far that name a key matching `prefix` (after a marker command, so
-    /// that everything the run sent has arrived).
-    fn commands_on(self, redis: &RedisServer, prefix: &str) -> Vec<String> {
-        let marker = format!("monitor-marker-{}", std::process::id());
-        let _: Option<String> = redis.cmd("GET", &[&marker]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the marker reaches the monitor");
-            if line.contains(&marker) {
-                break;
-            }
-            if line.contains(&format!("\"{prefix}")) {
-                seen.push(line);
-            }
-        }
-        seen
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The workspace's config with one Iceberg table.
@@ -248,7 +184,7 @@ fn an_identity_dt_table_loads_its_cold_days_then_a_rerun_is_a_no_op_and_an_overw
 
     // Unchanged table: nothing loaded, no command on a data key.
     let sets_before = calls(&redis, "set");
-    let monitor = Monitor::start(&redis);
+    let monitor = RedisMonitor::start(&redis);
     let again = ws.cli(&["run", "--as-of", &iso(today())]);
     assert_eq!(again.status_code, 0, "{}", again.dump());
     assert_eq!(
@@ -267,7 +203,7 @@ fn an_identity_dt_table_loads_its_cold_days_then_a_rerun_is_a_no_op_and_an_overw
     let overwritten = catalog.last(&format!("overwrite orders {} 3 5 c\n", iso(d4)), "orders");
     assert_ne!(overwritten.snapshot_id.as_deref(), Some(snapshot.as_str()));
     ws.write(&redis, &table(&overwritten.metadata_location));
-    let monitor = Monitor::start(&redis);
+    let monitor = RedisMonitor::start(&redis);
     let third = ws.cli(&["run", "--as-of", &iso(today())]);
     assert_eq!(third.status_code, 0, "{}", third.dump());
     let loaded: Vec<&str> = third

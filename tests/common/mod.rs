@@ -31,6 +31,7 @@
 //!   delay, and hooks on what the client sends).
 //! * `iceberg.rs`: [`IcebergCatalog`], Iceberg tables written by pyiceberg (SQL catalog on
 //!   sqlite, `file://` warehouse), and [`RestCatalogShim`], that catalog served over REST.
+//! * `redis_monitor.rs`: [`RedisMonitor`], `redis-cli MONITOR`: the commands a run sent.
 //!
 //! This file holds the small bits they share ([`free_port`], [`wait_for`]).
 //!
@@ -45,7 +46,6 @@
 mod certs;
 mod cli_runner;
 mod http_fault_proxy;
-mod iceberg;
 mod layouts;
 mod orders;
 mod parquet_files;
@@ -56,8 +56,6 @@ mod s3_server;
 mod scenario;
 mod tcp_proxy;
 mod workspace;
-#[allow(unused_imports)]
-pub use self::iceberg::*;
 
 // One flat namespace for the tests (`use common::*`). A test binary that uses nothing of a helper
 // file would warn about its re-export, hence the allow.
@@ -67,6 +65,12 @@ pub use self::{
     processes::*, redis_cluster::*, redis_server::*, s3_server::*, scenario::*, tcp_proxy::*,
     workspace::*,
 };
+
+// The Iceberg fixtures and the command monitor (tests/iceberg.rs).
+mod iceberg;
+mod redis_monitor;
+#[allow(unused_imports)]
+pub use self::{iceberg::*, redis_monitor::*};
 
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
