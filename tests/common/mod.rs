@@ -32,6 +32,9 @@
 //!   partitions in it.
 //! * `tcp_proxy.rs`: [`TcpProxy`], a fault-injecting TCP proxy in front of a Redis (pause, cut,
 //!   delay, and hooks on what the client sends).
+//! * `iceberg.rs`: [`IcebergCatalog`], Iceberg tables written by pyiceberg (SQL catalog on
+//!   sqlite, `file://` warehouse), and [`RestCatalogShim`], that catalog served over REST.
+//! * `redis_monitor.rs`: [`RedisMonitor`], `redis-cli MONITOR`: the commands a run sent.
 //!
 //! This file holds the small bits they share ([`free_port`], [`wait_for`]).
 //!
@@ -68,6 +71,12 @@ pub use self::{
     processes::*, redis_cluster::*, redis_server::*, s3_server::*, scenario::*, tcp_proxy::*,
     workspace::*,
 };
+
+// The Iceberg fixtures and the command monitor (tests/iceberg.rs).
+mod iceberg;
+mod redis_monitor;
+#[allow(unused_imports)]
+pub use self::{iceberg::*, redis_monitor::*};
 
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
