@@ -81,6 +81,11 @@ def apply(client, op):
         partition = client.get_partition(op["db"], op["table"], op["values"])
         partition.parameters.update(op["parameters"])
         client.alter_partition(op["db"], op["table"], partition)
+    elif kind == "alter_table":
+        # What an Iceberg commit through Hive's catalog does: the table's parameters move on.
+        table = client.get_table(op["db"], op["table"])
+        table.parameters.update(op["parameters"])
+        client.alter_table(op["db"], op["table"], table)
     elif kind == "drop_partition":
         client.drop_partition(op["db"], op["table"], op["values"], False)
     else:

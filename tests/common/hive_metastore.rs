@@ -277,6 +277,13 @@ impl HiveMetastore {
         })]);
     }
 
+    /// Sets `parameters` of table `db.table` (an Iceberg commit moving `metadata_location`).
+    pub fn alter_table(&self, db: &str, table: &str, parameters: &[(&str, &str)]) {
+        self.apply(&[json!({
+            "op": "alter_table", "db": db, "table": table, "parameters": map(parameters),
+        })]);
+    }
+
     /// Kills the metastore (its process group) now; the watchdog then has nothing left to do.
     pub fn stop(&self) {
         kill_group(self.pid);
