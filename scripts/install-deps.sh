@@ -150,3 +150,25 @@ if ! command -v kubectl >/dev/null 2>&1 && ! "$deploy_tools/bin/kubectl" version
     echo "install-deps: no kubectl on PATH nor in $deploy_tools/bin (tests/deploy.rs renders deploy/k8s with it)" >&2
     exit 1
 fi
+
+# Delta Lake fixtures (tests/delta.rs): PyPI deltalake (delta-rs, the producer the tests write
+# tables with) and pyarrow, pinned, in a virtualenv of their own (COLDSYNC_DELTA_TOOLS, default
+# ~/.cache/coldsync/delta-tools; about 85 MB of wheels, 340 MB installed, ~20 s).
+delta_tools="${COLDSYNC_DELTA_TOOLS:-$HOME/.cache/coldsync/delta-tools}"
+delta_requirements="deltalake==1.6.6 pyarrow==26.0.1"
+delta_stamp="$delta_tools/.coldsync-requirements"
+if [ "$(cat "$delta_stamp" 2>/dev/null)" != "$delta_requirements" ]; then
+    echo "install-deps: pip install $delta_requirements into $delta_tools"
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+    fi
+    python3 -m venv "$delta_tools"
+    # shellcheck disable=SC2086 # the list is split on purpose
+    "$delta_tools/bin/python" -m pip install --quiet --disable-pip-version-check $delta_requirements
+    if ! "$delta_tools/bin/python" -c 'import deltalake, pyarrow' >/dev/null 2>&1; then
+        echo "install-deps: deltalake is not importable in $delta_tools after pip install" >&2
+        exit 1
+    fi
+    printf '%s' "$delta_requirements" >"$delta_stamp"
+fi

@@ -53,9 +53,13 @@ mod s3_server;
 mod scenario;
 mod tcp_proxy;
 mod workspace;
+// Delta Lake tables written by PyPI deltalake (tests/delta.rs).
+mod delta;
 
 // One flat namespace for the tests (`use common::*`). A test binary that uses nothing of a helper
 // file would warn about its re-export, hence the allow.
+#[allow(unused_imports)]
+pub use self::delta::*;
 #[allow(unused_imports)]
 pub use self::{
     certs::*, cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*,

@@ -156,7 +156,10 @@ mod tests {
     fn table() -> TableConfig {
         let text = "[source]\nscheme = \"fs\"\nroot = \"/lake\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n\
              [[tables]]\nname = \"orders\"\nkey = \"o:{id}\"\nformat = \"delta\"\npath = \"w/orders\"\nretention_days = 30\n";
-        Config::parse(text, &HashMap::new()).unwrap().tables.remove(0)
+        Config::parse(text, &HashMap::new())
+            .unwrap()
+            .tables
+            .remove(0)
     }
 
     fn file(path: &str, value: Option<&str>, deleted_rows: Option<u64>) -> LogFile {
@@ -181,9 +184,17 @@ mod tests {
             "w/orders",
             &locations,
             vec![
-                file("dt=2026-11-20/region=eu/b%20c.parquet", Some("2026-11-20"), None),
+                file(
+                    "dt=2026-11-20/region=eu/b%20c.parquet",
+                    Some("2026-11-20"),
+                    None,
+                ),
                 file("dt=2026-11-20/a.parquet", Some("2026-11-20"), None),
-                file("file:///lake/w/orders/dt=2026-11-21/x.parquet", Some("2026-11-21"), None),
+                file(
+                    "file:///lake/w/orders/dt=2026-11-21/x.parquet",
+                    Some("2026-11-21"),
+                    None,
+                ),
                 file("dt=__HIVE_DEFAULT_PARTITION__/n.parquet", None, None),
                 file("dt=20261122/bad.parquet", Some("20261122"), None),
             ],
@@ -196,7 +207,10 @@ mod tests {
             .collect();
         assert_eq!(
             paths,
-            ["w/orders/dt=2026-11-20/a.parquet", "w/orders/dt=2026-11-20/region=eu/b c.parquet"]
+            [
+                "w/orders/dt=2026-11-20/a.parquet",
+                "w/orders/dt=2026-11-20/region=eu/b c.parquet"
+            ]
         );
         assert!(listing.partitions[&day(20)].committed);
         assert_eq!(listing.partitions[&day(20)].dir, "w/orders/dt=2026-11-20/");
@@ -225,7 +239,10 @@ mod tests {
         )
         .unwrap();
         let refusal = listing.partitions[&day(20)].refusal.clone().unwrap();
-        assert!(refusal.contains("w/orders/dt=2026-11-20/a.parquet"), "{refusal}");
+        assert!(
+            refusal.contains("w/orders/dt=2026-11-20/a.parquet"),
+            "{refusal}"
+        );
         assert!(refusal.contains("2 rows deleted"), "{refusal}");
         assert_eq!(listing.partitions[&day(21)].refusal, None);
     }

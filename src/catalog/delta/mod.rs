@@ -11,6 +11,7 @@
 
 pub mod files;
 pub mod protocol;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -18,7 +19,6 @@ use delta_kernel::object_store::DynObjectStore;
 use delta_kernel::scan::state::ScanFile;
 use delta_kernel::{KernelError, Snapshot, Version};
 use delta_kernel_default_engine::DefaultEngine;
-use object_store_opendal::OpendalStore;
 use opendal::Operator;
 
 use self::files::LogFile;
@@ -61,7 +61,10 @@ pub async fn discover(
 }
 
 /// The table root as a store path, without a trailing `/` (empty for the store's root).
-async fn table_root(table: &TableConfig, locations: &StoreLocations) -> Result<String, SourceError> {
+async fn table_root(
+    table: &TableConfig,
+    locations: &StoreLocations,
+) -> Result<String, SourceError> {
     match &table.source.catalog {
         Catalog::None => Ok(table.path.trim_matches('/').to_string()),
         Catalog::HiveMetastore { .. } => {
@@ -94,7 +97,7 @@ fn replay_log(
 ) -> Result<Replay, SourceError> {
     let log = log_dir(root);
     let kernel = |err: KernelError| kernel_error(table, &log, err);
-    let store: Arc<DynObjectStore> = Arc::new(OpendalStore::new(operator));
+    let store: Arc<DynObjectStore> = Arc::new(store::LogStore::new(operator));
     let engine = DefaultEngine::builder(store).build();
     let snapshot = Snapshot::builder_for(table_url(root).as_str())
         .build(&engine)
@@ -113,7 +116,10 @@ fn replay_log(
     };
     protocol::check(&requirements).map_err(|message| SourceError::Unsupported {
         table: table.to_string(),
-        message: format!("the Delta table at {root} (version {}): {message}", snapshot.version()),
+        message: format!(
+            "the Delta table at {root} (version {}): {message}",
+            snapshot.version()
+        ),
     })?;
     let partition_columns = configuration.metadata().partition_columns();
     if !partition_columns.iter().any(|c| c == partition_column) {
@@ -181,12 +187,11 @@ fn log_dir(root: &str) -> String {
     }
 }
 
-/// The URL delta_kernel knows the table by. Its engine hands the URL's path to the store (an
-/// opendal operator rooted at `[source]`'s root), so the path is the store path; the `file`
-/// scheme makes the engine sort listings itself, which every store needs (the file system
-/// lists in any order).
+/// The URL delta_kernel knows the table by. Its engine hands the URL's path to the store
+/// ([`store::LogStore`] over `[source]`'s operator), so the path is the store path; the scheme
+/// and host name nothing real (a `file:` URL would make the kernel look at the local disk).
 fn table_url(root: &str) -> url::Url {
-    let mut url = url::Url::parse("file:///").expect("a valid URL");
+    let mut url = url::Url::parse("coldsync://source/").expect("a valid URL");
     if !root.is_empty() {
         url.set_path(&format!("/{root}/"));
     }
@@ -211,7 +216,9 @@ fn kernel_error(table: &str, log: &str, err: KernelError) -> SourceError {
         },
         other => {
             let hint = match &other {
-                KernelError::EmptyLog | KernelError::FileNotFound(_) | KernelError::MissingVersion(_) => {
+                KernelError::EmptyLog
+                | KernelError::FileNotFound(_)
+                | KernelError::MissingVersion(_) => {
                     " (is this the table's root? a Delta table has its commits in _delta_log/)"
                 }
                 _ => "",
@@ -244,9 +251,12 @@ mod tests {
 
     #[test]
     fn the_table_url_path_is_the_store_path() {
-        assert_eq!(table_url("w/orders").as_str(), "file:///w/orders/");
+        assert_eq!(
+            table_url("w/orders").as_str(),
+            "coldsync://source/w/orders/"
+        );
         assert_eq!(table_url("w/my table").path(), "/w/my%20table/");
-        assert_eq!(table_url("").as_str(), "file:///");
+        assert_eq!(table_url("").as_str(), "coldsync://source/");
     }
 
     #[test]

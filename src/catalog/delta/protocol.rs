@@ -104,7 +104,11 @@ fn unsupported_feature(feature: &str, why: &str) -> String {
 mod tests {
     use super::*;
 
-    fn requirements(version: i32, features: &[&str], mode: ColumnMappingMode) -> ReaderRequirements {
+    fn requirements(
+        version: i32,
+        features: &[&str],
+        mode: ColumnMappingMode,
+    ) -> ReaderRequirements {
         ReaderRequirements {
             min_reader_version: version,
             reader_features: features.iter().map(|f| f.to_string()).collect(),
@@ -119,7 +123,12 @@ mod tests {
             requirements(2, &[], ColumnMappingMode::None),
             requirements(
                 3,
-                &["deletionVectors", "timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"],
+                &[
+                    "deletionVectors",
+                    "timestampNtz",
+                    "v2Checkpoint",
+                    "vacuumProtocolCheck",
+                ],
                 ColumnMappingMode::None,
             ),
             requirements(3, &["columnMapping"], ColumnMappingMode::None),
@@ -141,10 +150,18 @@ mod tests {
 
     #[test]
     fn other_features_and_versions_are_refused_by_name() {
-        for feature in ["typeWidening", "variantType", "catalogManaged", "fancyNewThing"] {
-            let err =
-                check(&requirements(3, &["timestampNtz", feature], ColumnMappingMode::None))
-                    .unwrap_err();
+        for feature in [
+            "typeWidening",
+            "variantType",
+            "catalogManaged",
+            "fancyNewThing",
+        ] {
+            let err = check(&requirements(
+                3,
+                &["timestampNtz", feature],
+                ColumnMappingMode::None,
+            ))
+            .unwrap_err();
             assert!(err.contains(&format!("{feature:?}")), "{err}");
         }
         let err = check(&requirements(4, &[], ColumnMappingMode::None)).unwrap_err();
