@@ -194,14 +194,14 @@ fn versions(ledger: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
 #[test]
 fn delta_days_load_exactly_rerun_as_no_op_and_reload_only_changed_days() {
     let fx = fixture();
-    let (d5, d4, d3, d1) = (ago(4), ago(3), ago(2), ago(1));
-    let r1 = DeltaRow::new(1, "a", 10, &d5);
-    let r2 = DeltaRow::new(2, "b", 20, &d5);
-    let r7_old = DeltaRow::new(7, "old", 70, &d5);
-    let r3 = DeltaRow::new(3, "c", 30, &d4);
-    let r7_new = DeltaRow::new(7, "new", 71, &d4);
-    let r4 = DeltaRow::new(4, "d", 40, &d3);
-    let r5_hot = DeltaRow::new(5, "hot", 50, &d1);
+    let (oldest, middle, newest, hot) = (ago(4), ago(3), ago(2), ago(1));
+    let r1 = DeltaRow::new(1, "a", 10, &oldest);
+    let r2 = DeltaRow::new(2, "b", 20, &oldest);
+    let r7_old = DeltaRow::new(7, "old", 70, &oldest);
+    let r3 = DeltaRow::new(3, "c", 30, &middle);
+    let r7_new = DeltaRow::new(7, "new", 71, &middle);
+    let r4 = DeltaRow::new(4, "d", 40, &newest);
+    let r5_hot = DeltaRow::new(5, "hot", 50, &hot);
     assert_eq!(
         fx.delta.append(&[
             r1.clone(),
@@ -239,10 +239,10 @@ fn delta_days_load_exactly_rerun_as_no_op_and_reload_only_changed_days() {
     assert_eq!(
         states,
         [
-            (d5.clone(), "pending"),
-            (d4.clone(), "pending"),
-            (d3.clone(), "pending"),
-            (d1.clone(), "hot")
+            (oldest.clone(), "pending"),
+            (middle.clone(), "pending"),
+            (newest.clone(), "pending"),
+            (hot.clone(), "hot")
         ]
         .map(|(d, s)| (d, s.to_string()))
     );
@@ -259,19 +259,19 @@ fn delta_days_load_exactly_rerun_as_no_op_and_reload_only_changed_days() {
     assert_eq!(summary["partitions_loaded"], json!(3), "{summary}");
     assert_eq!(summary["rows"], json!(6), "{summary}");
     let mut want = expected(&[
-        (&r1, &d5),
-        (&r2, &d5),
-        (&r3, &d4),
-        (&r7_new, &d4),
-        (&r4, &d3),
+        (&r1, &oldest),
+        (&r2, &oldest),
+        (&r3, &middle),
+        (&r7_new, &middle),
+        (&r4, &newest),
     ]);
     assert_eq!(fx.contents(), want);
     assert_eq!(
         versions(&fx.ledger()),
         BTreeMap::from([
-            (d5.clone(), "0".into()),
-            (d4.clone(), "0".into()),
-            (d3.clone(), "0".into())
+            (oldest.clone(), "0".into()),
+            (middle.clone(), "0".into()),
+            (newest.clone(), "0".into())
         ])
     );
     let status = fx.ws.cli(&["status"]);
@@ -317,32 +317,33 @@ fn delta_days_load_exactly_rerun_as_no_op_and_reload_only_changed_days() {
     assert_eq!(fx.contents(), want);
 
     // An append to one cold day reloads that day only.
-    let r8 = DeltaRow::new(8, "e", 80, &d4);
-    assert_eq!(fx.delta.append(&[r8.clone()]), 1);
+    let r8 = DeltaRow::new(8, "e", 80, &middle);
+    assert_eq!(fx.delta.append(std::slice::from_ref(&r8)), 1);
     let summary = fx.run_ok();
     assert_eq!(summary["partitions_loaded"], json!(1), "{summary}");
     assert_eq!(
         summary["rows"],
         json!(3),
-        "d4's files: two rows, then one: {summary}"
+        "middle's files: two rows, then one: {summary}"
     );
-    want.insert("ord:8".into(), Some((r8.json(), expiry(&d4))));
+    want.insert("ord:8".into(), Some((r8.json(), expiry(&middle))));
     assert_eq!(fx.contents(), want);
     assert_eq!(
         versions(&fx.ledger()),
         BTreeMap::from([
-            (d5.clone(), "0".into()),
-            (d4.clone(), "1".into()),
-            (d3.clone(), "0".into())
+            (oldest.clone(), "0".into()),
+            (middle.clone(), "1".into()),
+            (newest.clone(), "0".into())
         ])
     );
 
     // An overwrite of one day (its files replaced) reloads it. Incremental tables upsert:
     // the key of the removed row stays until it expires with its day, as for Hive rewrites.
-    let r9 = DeltaRow::new(9, "f", 90, &d3);
-    let r4_new = DeltaRow::new(4, "d2", 41, &d3);
+    let r9 = DeltaRow::new(9, "f", 90, &newest);
+    let r4_new = DeltaRow::new(4, "d2", 41, &newest);
     assert_eq!(
-        fx.delta.overwrite_day(&d3, &[r9.clone(), r4_new.clone()]),
+        fx.delta
+            .overwrite_day(&newest, &[r9.clone(), r4_new.clone()]),
         2
     );
     let summary = fx.run_ok();
@@ -352,8 +353,8 @@ fn delta_days_load_exactly_rerun_as_no_op_and_reload_only_changed_days() {
         json!(2),
         "only the new files are read: {summary}"
     );
-    want.insert("ord:9".into(), Some((r9.json(), expiry(&d3))));
-    want.insert("ord:4".into(), Some((r4_new.json(), expiry(&d3))));
+    want.insert("ord:9".into(), Some((r9.json(), expiry(&newest))));
+    want.insert("ord:4".into(), Some((r4_new.json(), expiry(&newest))));
     assert_eq!(fx.contents(), want);
     let summary = fx.run_ok();
     assert_eq!(summary["partitions_loaded"], json!(0), "{summary}");
@@ -373,18 +374,18 @@ fn delta_days_load_exactly_rerun_as_no_op_and_reload_only_changed_days() {
         json!(0),
         "the checkpoint holds the same files: {summary}"
     );
-    let r10 = DeltaRow::new(10, "g", 100, &d5);
-    assert_eq!(fx.delta.append(&[r10.clone()]), 3);
+    let r10 = DeltaRow::new(10, "g", 100, &oldest);
+    assert_eq!(fx.delta.append(std::slice::from_ref(&r10)), 3);
     let summary = fx.run_ok();
     assert_eq!(summary["partitions_loaded"], json!(1), "{summary}");
-    want.insert("ord:10".into(), Some((r10.json(), expiry(&d5))));
+    want.insert("ord:10".into(), Some((r10.json(), expiry(&oldest))));
     assert_eq!(fx.contents(), want);
     assert_eq!(
         versions(&fx.ledger()),
         BTreeMap::from([
-            (d5.clone(), "3".into()),
-            (d4.clone(), "1".into()),
-            (d3.clone(), "2".into())
+            (oldest.clone(), "3".into()),
+            (middle.clone(), "1".into()),
+            (newest.clone(), "2".into())
         ])
     );
     let status = fx.ws.cli(&["status", "--json"]);
@@ -420,10 +421,10 @@ fn protocol_needing(feature: &str) -> Value {
 #[test]
 fn a_reader_feature_coldsync_does_not_handle_fails_the_table_and_records_nothing() {
     let fx = fixture();
-    let (d4, d3) = (ago(3), ago(2));
+    let (middle, newest) = (ago(3), ago(2));
     let rows = [
-        DeltaRow::new(1, "a", 10, &d4),
-        DeltaRow::new(2, "b", 20, &d3),
+        DeltaRow::new(1, "a", 10, &middle),
+        DeltaRow::new(2, "b", 20, &newest),
     ];
     fx.delta.append(&rows);
     // typeWidening: delta_kernel reads it, coldsync refuses it; an unknown feature: refused by
@@ -464,23 +465,17 @@ fn a_reader_feature_coldsync_does_not_handle_fails_the_table_and_records_nothing
     // Without the crafted commit the table loads.
     let summary = fx.run_ok();
     assert_eq!(summary["partitions_loaded"], json!(2), "{summary}");
-    assert_eq!(fx.contents(), expected(&[(&rows[0], &d4), (&rows[1], &d3)]));
+    assert_eq!(
+        fx.contents(),
+        expected(&[(&rows[0], &middle), (&rows[1], &newest)])
+    );
 }
 
-#[test]
-fn a_deletion_vector_refuses_its_day_and_the_other_days_load() {
-    let fx = fixture();
-    let (d5, d4, d3) = (ago(4), ago(3), ago(2));
-    let rows = [
-        DeltaRow::new(1, "a", 10, &d5),
-        DeltaRow::new(2, "b", 20, &d4),
-        DeltaRow::new(3, "c", 30, &d4),
-        DeltaRow::new(4, "d", 40, &d3),
-    ];
-    fx.delta.append(&rows);
-    // A DELETE that a deletion-vector writer (Spark, Databricks) would commit: the protocol
-    // enables the feature, d4's file is removed and re-added with a vector deleting one row.
-    let adds = fx.delta.add_actions_of_day(&d4);
+/// Commits what a deletion-vector writer (Spark, Databricks) commits for a `DELETE` of one row
+/// of `day`: the protocol enables the feature, the day's only file is removed and re-added with
+/// a vector. Returns the file's path.
+fn delete_one_row_by_deletion_vector(delta: &DeltaTable, day: &str) -> String {
+    let adds = delta.add_actions_of_day(day);
     assert_eq!(adds.len(), 1, "{adds:?}");
     let mut add = adds[0].clone();
     let remove = json!({"remove": {
@@ -491,35 +486,66 @@ fn a_deletion_vector_refuses_its_day_and_the_other_days_load() {
         "storageType": "u", "pathOrInlineDv": "ab^-aqEH.-t@S}K{vb[*k^", "offset": 1,
         "sizeInBytes": 36, "cardinality": 1,
     });
-    fx.delta.commit_raw(&[
+    delta.commit_raw(&[
         protocol_needing("deletionVectors"),
         remove,
-        json!({"add": add}),
+        json!({"add": add.clone()}),
     ]);
+    add["path"].as_str().unwrap().to_string()
+}
 
-    let out = fx.run();
+/// A run that fails (exit 3) on `day` alone, for a deletion vector on `file`.
+fn assert_day_refused_for_deletion_vector(out: &CliOutput, day: &str, file: &str) {
     assert_eq!(out.status_code, 3, "{}", out.dump());
-    let failed = out
-        .event("partition_failed")
-        .unwrap_or_else(|| panic!("{}", out.dump()));
-    assert_eq!(text(failed, "date"), d4);
-    let error = text(failed, "error");
+    let failed = out.events_named("partition_failed");
+    assert_eq!(failed.len(), 1, "{}", out.dump());
+    assert_eq!(text(failed[0], "date"), day);
+    let error = text(failed[0], "error");
     assert!(error.contains("deletion vector"), "{error}");
-    assert!(error.contains(add["path"].as_str().unwrap()), "{error}");
-    assert_eq!(
-        out.events_named("partition_failed").len(),
-        1,
-        "{}",
-        out.dump()
-    );
+    assert!(error.contains(file), "{error}");
+}
+
+#[test]
+fn a_deletion_vector_refuses_its_day_and_the_other_days_load() {
+    let fx = fixture();
+    let (oldest, middle, newest) = (ago(4), ago(3), ago(2));
+    let rows = [
+        DeltaRow::new(1, "a", 10, &oldest),
+        DeltaRow::new(2, "b", 20, &middle),
+        DeltaRow::new(3, "c", 30, &middle),
+        DeltaRow::new(4, "d", 40, &newest),
+    ];
+    fx.delta.append(&rows);
+
+    // A deletion vector on a day not loaded yet: that day fails, the others load.
+    let file = delete_one_row_by_deletion_vector(&fx.delta, &middle);
+    let out = fx.run();
+    assert_day_refused_for_deletion_vector(&out, &middle, &file);
+    let mut want = expected(&[(&rows[0], &oldest), (&rows[3], &newest)]);
     assert_eq!(
         fx.contents(),
-        expected(&[(&rows[0], &d5), (&rows[3], &d3)]),
-        "the other days load, nothing of d4"
+        want,
+        "the other days load, nothing of middle"
     );
-    let ledger = fx.ledger();
     assert_eq!(
-        ledger.keys().cloned().collect::<BTreeSet<_>>(),
-        BTreeSet::from([d5.clone(), d3.clone()])
+        fx.ledger().keys().cloned().collect::<BTreeSet<_>>(),
+        BTreeSet::from([oldest.clone(), newest.clone()])
     );
+
+    // The remedy: the day rewritten without deletion vectors (a purge: its file without the
+    // deleted row) loads at the next run.
+    fx.delta.purge_day(&middle, &rows[2..3]);
+    let summary = fx.run_ok();
+    assert_eq!(summary["partitions_loaded"], json!(1), "{summary}");
+    want.insert("ord:3".into(), Some((rows[2].json(), expiry(&middle))));
+    assert_eq!(fx.contents(), want);
+
+    // A deletion vector on a loaded day: the day is changed and fails at every run; its keys
+    // stay as they were loaded.
+    let file = delete_one_row_by_deletion_vector(&fx.delta, &newest);
+    for _ in 0..2 {
+        let out = fx.run();
+        assert_day_refused_for_deletion_vector(&out, &newest, &file);
+        assert_eq!(fx.contents(), want);
+    }
 }

@@ -73,6 +73,14 @@ from deltalake import DeltaTable, write_deltalake
 path, step = sys.argv[1], json.loads(sys.argv[2])
 if step["op"] == "checkpoint":
     DeltaTable(path).create_checkpoint()
+elif step["op"] == "parquet":
+    import pyarrow.parquet as pq
+    rows = step["rows"]
+    pq.write_table(pa.table({
+        "order_id": pa.array([r[0] for r in rows], pa.int64()),
+        "status": pa.array([r[1] for r in rows], pa.string()),
+        "qty": pa.array([r[2] for r in rows], pa.int64()),
+    }), path + "/" + step["file"])
 else:
     rows = step["rows"]
     table = pa.table({
@@ -141,6 +149,40 @@ impl DeltaTable {
     /// `DeltaTable.create_checkpoint()` at the current version.
     pub fn checkpoint(&self) -> u64 {
         self.step(serde_json::json!({"op": "checkpoint"}))
+    }
+
+    /// Rewrites `day` as a deletion-vector purge does (`REORG TABLE ... APPLY (PURGE)`), by hand
+    /// (delta-rs cannot rewrite a file whose deletion vector the test crafted): one new Parquet
+    /// file of `rows` (written by pyarrow), a commit removing the day's live files and adding it.
+    /// Returns the commit's version.
+    pub fn purge_day(&self, day: &str, rows: &[DeltaRow]) -> u64 {
+        let file = format!("dt={day}/part-purged-{}.parquet", self.latest_version() + 1);
+        let rows_json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| serde_json::json!([r.order_id, r.status, r.qty, r.dt]))
+            .collect();
+        self.step(serde_json::json!({"op": "parquet", "rows": rows_json, "file": file}));
+        let size = std::fs::metadata(self.dir.join(&file)).unwrap().len();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let mut actions: Vec<serde_json::Value> = self
+            .add_actions_of_day(day)
+            .into_iter()
+            .map(|add| {
+                serde_json::json!({"remove": {
+                    "path": add["path"], "deletionTimestamp": now_ms, "dataChange": false,
+                    "extendedFileMetadata": true, "partitionValues": add["partitionValues"],
+                    "size": add["size"], "deletionVector": add["deletionVector"],
+                }})
+            })
+            .collect();
+        actions.push(serde_json::json!({"add": {
+            "path": file, "partitionValues": {"dt": day}, "size": size,
+            "modificationTime": now_ms, "dataChange": false,
+        }}));
+        self.commit_raw(&actions)
     }
 
     /// The commit files in `_delta_log/`, by version.

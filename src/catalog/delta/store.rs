@@ -134,11 +134,11 @@ mod tests {
             std::fs::create_dir_all(dir.path().join("t/_delta_log")).unwrap();
             std::fs::write(dir.path().join("t/_delta_log").join(name), b"{}").unwrap();
         }
-        let operator = opendal::Operator::new(
-            opendal::services::Fs::default().root(dir.path().to_str().unwrap()),
+        let operator = opendal::Operator::via_iter(
+            "fs",
+            [("root".to_string(), dir.path().to_str().unwrap().to_string())],
         )
-        .unwrap()
-        .finish();
+        .unwrap();
         let store = LogStore::new(operator);
         let names: Vec<String> = store
             .list_with_offset(
