@@ -117,7 +117,7 @@ fn replay_log(
     protocol::check(&requirements).map_err(|message| SourceError::Unsupported {
         table: table.to_string(),
         message: format!(
-            "the Delta table at {root} (version {}): {message}",
+            "the Delta table at {root} (version {}): {message}; nothing of the table is loaded",
             snapshot.version()
         ),
     })?;
@@ -205,7 +205,7 @@ fn kernel_error(table: &str, log: &str, err: KernelError) -> SourceError {
         KernelError::Unsupported(message) => SourceError::Unsupported {
             table: table.to_string(),
             message: format!(
-                "the Delta table at {log}: {message} (by {KERNEL}); nothing of it is loaded"
+                "the Delta table at {log}: {message} (by {KERNEL}); nothing of the table is loaded"
             ),
         },
         KernelError::ObjectStore(store) => SourceError::Metadata {

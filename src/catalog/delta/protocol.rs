@@ -97,7 +97,7 @@ fn mode_name(mode: ColumnMappingMode) -> &'static str {
 }
 
 fn unsupported_feature(feature: &str, why: &str) -> String {
-    format!("its protocol needs the Delta reader feature {feature:?}: {why}; nothing of the table is loaded")
+    format!("its protocol needs the Delta reader feature {feature:?}: {why}")
 }
 
 #[cfg(test)]
