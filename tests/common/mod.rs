@@ -29,6 +29,8 @@
 //! * `workspace.rs`: [`CliWorkspace`], a warehouse and a config file to run the binary on.
 //! * `tcp_proxy.rs`: [`TcpProxy`], a fault-injecting TCP proxy in front of a Redis (pause, cut,
 //!   delay, and hooks on what the client sends).
+//! * `delta.rs`: [`DeltaTable`], Delta Lake tables written by PyPI `deltalake` (its virtualenv
+//!   from `scripts/install-deps.sh`), and hand-written commits for what delta-rs does not write.
 //!
 //! This file holds the small bits they share ([`free_port`], [`wait_for`]).
 //!
