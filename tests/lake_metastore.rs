@@ -176,3 +176,76 @@ fn an_iceberg_table_found_through_the_metastores_metadata_location() {
         Value::String(overwritten.snapshot_id.unwrap())
     );
 }
+
+#[test]
+fn a_delta_table_found_through_the_metastores_location() {
+    let metastore = hive_metastore();
+    let ws = CliWorkspace::new();
+    std::fs::create_dir_all(ws.root()).unwrap();
+    // The table lives away from any path in the config: only the metastore knows where.
+    let delta = DeltaTable::at(&ws.root().join("lake/payments_v7"));
+    let [d4, d3, d2] = [ago(4), ago(3), ago(2)];
+    let rows = [
+        DeltaRow::new(1, "paid", 1, &iso(d4)),
+        DeltaRow::new(2, "paid", 2, &iso(d4)),
+        DeltaRow::new(2, "refunded", 3, &iso(d3)), // the newer day wins
+        DeltaRow::new(3, "paid", 4, &iso(d2)),
+        DeltaRow::new(4, "paid", 5, &iso(ago(1))), // hot: never loaded
+    ];
+    delta.append(&rows);
+    let db = "lake_delta";
+    metastore.create_database(db, &format!("file:{}", ws.root().display()));
+    // Spark registers a Delta table with its location and no partitions in the metastore.
+    metastore.create_table(
+        db,
+        "payments",
+        &format!("file:{}", delta.dir().display()),
+        &[],
+        &[("spark.sql.sources.provider", "DELTA")],
+    );
+    let redis = RedisServer::start();
+    ws.write(
+        &redis,
+        &registered("payments", "delta", "pay:{order_id}", metastore, db),
+    );
+
+    let out = ws.cli(&["run", "--as-of", &iso(today())]);
+    assert_eq!(out.status_code, 0, "{}", out.dump());
+    assert_eq!(loaded_dates(&out), [d4, d3, d2].map(iso), "{}", out.dump());
+    let mut expected: BTreeMap<String, (String, NaiveDate)> = [(0, d4), (2, d3), (3, d2)]
+        .into_iter()
+        .map(|(i, date)| (format!("pay:{}", rows[i].order_id), (rows[i].json(), date)))
+        .collect();
+    assert_contents(&redis, "pay:*", &expected);
+    let version = delta.latest_version();
+    assert_eq!(
+        snapshot_of(&redis, "payments", d2),
+        Value::String(version.to_string())
+    );
+    let plan = ws.cli(&["plan", "--as-of", &iso(today())]);
+    assert!(
+        plan.stdout.contains(&format!(
+            "table payments from hive_metastore/delta version {version}"
+        )),
+        "{}",
+        plan.dump()
+    );
+
+    let again = ws.cli(&["run", "--as-of", &iso(today())]);
+    assert_eq!(again.status_code, 0, "{}", again.dump());
+    assert_eq!(
+        loaded_dates(&again),
+        Vec::<String>::new(),
+        "{}",
+        again.dump()
+    );
+
+    // An overwrite of d4 (a new version): d4 alone reloads.
+    let rewritten = DeltaRow::new(1, "cancelled", 9, &iso(d4));
+    delta.overwrite_day(&iso(d4), std::slice::from_ref(&rewritten));
+    let third = ws.cli(&["run", "--as-of", &iso(today())]);
+    assert_eq!(third.status_code, 0, "{}", third.dump());
+    assert_eq!(loaded_dates(&third), [iso(d4)], "{}", third.dump());
+    expected.insert("pay:1".into(), (rewritten.json(), d4));
+    assert_contents(&redis, "pay:*", &expected);
+}

@@ -68,9 +68,9 @@ mod delta;
 // One flat namespace for the tests (`use common::*`). A test binary that uses nothing of a helper
 // file would warn about its re-export, hence the allow.
 #[allow(unused_imports)]
-pub use self::hive_metastore::*;
-#[allow(unused_imports)]
 pub use self::delta::*;
+#[allow(unused_imports)]
+pub use self::hive_metastore::*;
 #[allow(unused_imports)]
 pub use self::{
     certs::*, cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*,
