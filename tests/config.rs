@@ -569,3 +569,38 @@ fn cluster_seeds_wait_replicas_and_their_validation() {
         Some(&("h2".to_string(), 7000))
     );
 }
+
+/// Every `[[tables]]` example of the README (quick start, Sources) is a valid config: completed
+/// with a `[source]`, a `[redis]` and `retention_days` where it has none.
+#[test]
+fn every_table_example_in_the_readme_parses() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .filter(|block| block.contains("[[tables]]"))
+        .collect();
+    assert!(
+        blocks.len() >= 4,
+        "README's table examples: {}",
+        blocks.len()
+    );
+    for block in blocks {
+        let mut text = block.to_string();
+        let has = |header: &str| block.lines().any(|line| line.trim() == header);
+        if !has("[source]") {
+            text.push_str("\n[source]\nscheme = \"fs\"\nroot = \"/data\"\n");
+        }
+        if !has("[redis]") {
+            text.push_str("\n[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n");
+        }
+        if !text.contains("retention_days") {
+            text.push_str("\n[defaults]\nretention_days = 30\n");
+        }
+        let config = Config::parse(&text, &HashMap::new())
+            .unwrap_or_else(|err| panic!("README example does not parse: {err}\n{block}"));
+        assert!(!config.tables.is_empty(), "{block}");
+    }
+}
