@@ -337,7 +337,15 @@ impl Engine {
                     .await
                     .map_err(|e| e.to_string())?;
                 let Some(partition) = listing.partitions.values().rev().find(|p| !p.files.is_empty()) else {
-                    return Ok(format!("no partitions under {}/ yet", table.path));
+                    return Ok(if table.source.is_listed_directories() {
+                        format!("no partitions under {}/ yet", table.path)
+                    } else {
+                        format!(
+                            "no partitions in the {}/{} table yet",
+                            table.source.catalog.as_str(),
+                            table.source.format.as_str()
+                        )
+                    });
                 };
                 let prepared = prepare(self.operator(), table, partition, self.config().source.read_concurrency, false)
                     .await
