@@ -55,6 +55,21 @@ pub struct DiscoveredPartition {
 }
 
 impl DiscoveredPartition {
+    /// An empty partition of `date` that a catalog registered or a committed snapshot holds
+    /// (complete whatever the markers say); the source adds its files.
+    pub fn committed(date: NaiveDate, dir: String) -> DiscoveredPartition {
+        DiscoveredPartition {
+            date,
+            dir,
+            files: Vec::new(),
+            marker_dirs: BTreeSet::new(),
+            empty_files: 0,
+            committed: true,
+            refusal: None,
+            catalog_fingerprint: None,
+        }
+    }
+
     /// True when the partition directory itself, or every directory holding data files, has a marker.
     pub fn has_marker(&self) -> bool {
         if self.committed || self.marker_dirs.contains(&self.dir) {
@@ -176,6 +191,32 @@ pub enum PartitionFile {
     Hidden,
 }
 
+impl PartitionFile {
+    /// What the file named `file_name` (below no hidden directory) is.
+    fn of(file_name: &str) -> PartitionFile {
+        if file_name == SUCCESS_MARKER {
+            PartitionFile::Marker
+        } else if is_hidden(file_name) {
+            PartitionFile::Hidden
+        } else {
+            PartitionFile::Data
+        }
+    }
+}
+
+/// The data file a listed entry is (its size, ETag and modification time as listed).
+fn data_file(entry: &opendal::Entry) -> DataFile {
+    let meta = entry.metadata();
+    DataFile {
+        path: entry.path().to_string(),
+        size: meta.content_length(),
+        etag: meta.etag().map(str::to_string),
+        last_modified_ms: meta
+            .last_modified()
+            .map(|ts| ts.into_inner().as_millisecond()),
+    }
+}
+
 /// Classifies an object by its path `relative` to the table root (`/`-separated, no leading
 /// `/`), for a table partitioned by `partition_column`. Pure: the rules [`list_table`] applies
 /// to every listed object.
@@ -205,18 +246,11 @@ pub fn classify_object<'a>(relative: &'a str, partition_column: &str) -> ObjectC
             return ObjectClass::Unexpected;
         }
     }
-    let file = if file_name == SUCCESS_MARKER {
-        PartitionFile::Marker
-    } else if is_hidden(file_name) {
-        PartitionFile::Hidden
-    } else {
-        PartitionFile::Data
-    };
     ObjectClass::InPartition {
         partition_dir,
         value,
         sub_partitions: sub_partitions.unwrap_or(""),
-        file,
+        file: PartitionFile::of(file_name),
     }
 }
 
@@ -298,12 +332,7 @@ pub async fn list_table(
             }
             PartitionFile::Hidden => listing.ignored_objects += 1,
             PartitionFile::Data if meta.content_length() == 0 => partition.empty_files += 1,
-            PartitionFile::Data => partition.files.push(DataFile {
-                path: entry.path().to_string(),
-                size: meta.content_length(),
-                etag: meta.etag().map(str::to_string),
-                last_modified_ms,
-            }),
+            PartitionFile::Data => partition.files.push(data_file(&entry)),
         }
     }
     for partition in listing.partitions.values_mut() {
@@ -352,23 +381,17 @@ pub async fn list_partition_directory(
         let (dirs, file_name) = relative.rsplit_once('/').unwrap_or(("", relative));
         if !dirs.is_empty() && dirs.split('/').any(is_hidden) {
             found.ignored_objects += 1;
-        } else if file_name == SUCCESS_MARKER {
-            found
-                .marker_dirs
-                .insert(parent_dir(entry.path()).to_string());
-        } else if is_hidden(file_name) {
-            found.ignored_objects += 1;
-        } else if meta.content_length() == 0 {
-            found.empty_files += 1;
-        } else {
-            found.files.push(DataFile {
-                path: entry.path().to_string(),
-                size: meta.content_length(),
-                etag: meta.etag().map(str::to_string),
-                last_modified_ms: meta
-                    .last_modified()
-                    .map(|ts| ts.into_inner().as_millisecond()),
-            });
+            continue;
+        }
+        match PartitionFile::of(file_name) {
+            PartitionFile::Marker => {
+                found
+                    .marker_dirs
+                    .insert(parent_dir(entry.path()).to_string());
+            }
+            PartitionFile::Hidden => found.ignored_objects += 1,
+            PartitionFile::Data if meta.content_length() == 0 => found.empty_files += 1,
+            PartitionFile::Data => found.files.push(data_file(&entry)),
         }
     }
     found.files.sort_by(|a, b| a.path.cmp(&b.path));

@@ -2,8 +2,6 @@
 //! store paths, partition values parsed as the table's dates, deletion vectors turned into a
 //! refusal of their date. Pure: [`super::discover`] feeds it what delta_kernel replayed.
 
-use std::collections::BTreeSet;
-
 use percent_encoding::percent_decode_str;
 
 use crate::catalog::location::StoreLocations;
@@ -51,19 +49,12 @@ pub fn group_files(
             continue;
         };
         let path = store_path(table, root, locations, &file.path)?;
-        let partition = listing
-            .partitions
-            .entry(date)
-            .or_insert_with(|| DiscoveredPartition {
+        let partition = listing.partitions.entry(date).or_insert_with(|| {
+            DiscoveredPartition::committed(
                 date,
-                dir: join(root, &format!("{}={value}/", table.partition_column)),
-                files: Vec::new(),
-                marker_dirs: BTreeSet::new(),
-                empty_files: 0,
-                committed: true,
-                refusal: None,
-                catalog_fingerprint: None,
-            });
+                join(root, &format!("{}={value}/", table.partition_column)),
+            )
+        });
         if let Some(deleted) = file.deleted_rows {
             deletion_vectors
                 .entry(date)
@@ -152,6 +143,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use std::collections::BTreeSet;
 
     fn table() -> TableConfig {
         let text = "[source]\nscheme = \"fs\"\nroot = \"/lake\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n\

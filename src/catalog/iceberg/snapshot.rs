@@ -220,16 +220,7 @@ impl<'a> Builder<'a> {
         let partition = self
             .partitions
             .entry(date)
-            .or_insert_with(|| DiscoveredPartition {
-                date,
-                dir: String::new(),
-                files: Vec::new(),
-                marker_dirs: BTreeSet::new(),
-                empty_files: 0,
-                committed: true,
-                refusal: None,
-                catalog_fingerprint: None,
-            });
+            .or_insert_with(|| DiscoveredPartition::committed(date, String::new()));
         if !entry.file_format.eq_ignore_ascii_case("parquet") {
             self.not_parquet
                 .entry(date)
