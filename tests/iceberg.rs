@@ -16,55 +16,14 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
-use chrono::{Days, NaiveDate, Utc};
+use chrono::NaiveDate;
 use common::*;
 use serde_json::Value;
-
-/// The UTC day the test binary started.
-fn today() -> NaiveDate {
-    static TODAY: std::sync::OnceLock<NaiveDate> = std::sync::OnceLock::new();
-    *TODAY.get_or_init(|| Utc::now().date_naive())
-}
-
-fn ago(days: u64) -> NaiveDate {
-    today() - Days::new(days)
-}
-
-fn iso(date: NaiveDate) -> String {
-    date.format("%Y-%m-%d").to_string()
-}
-
-/// PEXPIRETIME of a key last written from `date` (`retention_days = 30`, UTC): midnight of
-/// `date + 31`.
-fn expiry(date: NaiveDate) -> i64 {
-    (date + Days::new(31))
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis()
-}
 
 /// The value of row `id` written with `region` (the fixture's `amount` is `id * 10`; the
 /// partition column and the key column are not values).
 fn value(region: &str, id: i64) -> String {
     format!("{{\"region\":\"{region}\",\"amount\":{}}}", id * 10)
-}
-
-/// Asserts the data keys matching `pattern` are exactly `expected` (key -> value, date written).
-fn assert_contents(
-    redis: &RedisServer,
-    pattern: &str,
-    expected: &BTreeMap<String, (String, NaiveDate)>,
-) {
-    assert_eq!(
-        redis.keys(pattern),
-        expected.keys().cloned().collect::<BTreeSet<_>>(),
-        "keys {pattern}"
-    );
-    for (key, (value, date)) in expected {
-        assert_eq!(redis.get(key).as_deref(), Some(value.as_str()), "{key}");
-        assert_eq!(redis.pexpiretime(key), expiry(*date), "expiry of {key}");
-    }
 }
 
 fn ledger(redis: &RedisServer, table: &str) -> BTreeMap<String, Value> {

@@ -7,51 +7,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use chrono::{Days, NaiveDate, Utc};
+use chrono::NaiveDate;
 use common::*;
 use serde_json::Value;
-
-/// The UTC day the test binary started.
-fn today() -> NaiveDate {
-    static TODAY: std::sync::OnceLock<NaiveDate> = std::sync::OnceLock::new();
-    *TODAY.get_or_init(|| Utc::now().date_naive())
-}
-
-fn ago(days: u64) -> NaiveDate {
-    today() - Days::new(days)
-}
-
-fn iso(date: NaiveDate) -> String {
-    date.format("%Y-%m-%d").to_string()
-}
-
-/// PEXPIRETIME of a key last written from `date` (`retention_days = 30`, UTC).
-fn expiry(date: NaiveDate) -> i64 {
-    (date + Days::new(31))
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis()
-}
-
-/// Asserts the data keys matching `pattern` are exactly `expected` (key -> value, date written).
-fn assert_contents(
-    redis: &RedisServer,
-    pattern: &str,
-    expected: &BTreeMap<String, (String, NaiveDate)>,
-) {
-    assert_eq!(
-        redis.keys(pattern),
-        expected.keys().cloned().collect::<BTreeSet<_>>(),
-        "keys {pattern}"
-    );
-    for (key, (value, date)) in expected {
-        assert_eq!(redis.get(key).as_deref(), Some(value.as_str()), "{key}");
-        assert_eq!(redis.pexpiretime(key), expiry(*date), "expiry of {key}");
-    }
-}
 
 fn loaded_dates(out: &CliOutput) -> Vec<String> {
     out.events_named("partition_loaded")

@@ -23,20 +23,6 @@ const ORDERS_PATH: &str = "warehouse/orders";
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// The UTC day when the test binary started (fixed, so a test crossing midnight stays consistent).
-fn today() -> NaiveDate {
-    static TODAY: std::sync::OnceLock<NaiveDate> = std::sync::OnceLock::new();
-    *TODAY.get_or_init(|| Utc::now().date_naive())
-}
-
-fn ago(days: u64) -> NaiveDate {
-    today() - Days::new(days)
-}
-
-fn iso(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
-}
-
 /// `dt=YYYY-MM-DD`.
 fn dt(d: NaiveDate) -> String {
     format!("dt={}", iso(d))

@@ -26,6 +26,8 @@
 //!   or cuts response bodies as a test's fault script says.
 //! * `scenario.rs`: the setup most tests repeat: a Redis, a temp warehouse, partitions, config,
 //!   an `Engine`.
+//! * `days.rs`: today, days ago, their ISO form, a key's expiry under `retention_days = 30`, and
+//!   [`assert_contents`] of a table's keys.
 //! * `workspace.rs`: [`CliWorkspace`], a warehouse and a config file to run the binary on.
 //! * `hive_metastore.rs`: [`hive_metastore`], one real Hive Metastore (Hive 2.3 from PySpark's
 //!   jars) per test binary, killed at exit; `create_table`/`add_partition` register tables and
@@ -50,6 +52,7 @@
 
 mod certs;
 mod cli_runner;
+mod days;
 mod hive_metastore;
 mod http_fault_proxy;
 mod layouts;
@@ -73,7 +76,7 @@ pub use self::delta::*;
 pub use self::hive_metastore::*;
 #[allow(unused_imports)]
 pub use self::{
-    certs::*, cli_runner::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*,
+    certs::*, cli_runner::*, days::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*,
     processes::*, redis_cluster::*, redis_server::*, s3_server::*, scenario::*, tcp_proxy::*,
     workspace::*,
 };
