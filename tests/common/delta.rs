@@ -38,25 +38,7 @@ impl DeltaRow {
 
 /// The virtualenv's python, checked to import `deltalake`; panics saying what to run otherwise.
 pub fn delta_python() -> PathBuf {
-    let tools = std::env::var_os("COLDSYNC_DELTA_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/coldsync/delta-tools")
-        });
-    let python = tools.join("bin/python");
-    let ok = Command::new(&python)
-        .args(["-c", "import deltalake, pyarrow"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import deltalake: run scripts/install-deps.sh (or set COLDSYNC_DELTA_TOOLS)",
-        python.display()
-    );
-    python
+    super::tools_python("COLDSYNC_DELTA_TOOLS", "delta-tools", "deltalake, pyarrow")
 }
 
 /// A Delta table in a directory, written through `deltalake`.

@@ -48,13 +48,7 @@ pub fn hive_metastore() -> &'static HiveMetastore {
 
 /// The metastore tools virtualenv (PySpark's jars, pymetastore).
 fn tools_dir() -> PathBuf {
-    std::env::var_os("COLDSYNC_METASTORE_TOOLS")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/coldsync/metastore-tools")
-        })
+    super::tools_dir("COLDSYNC_METASTORE_TOOLS", "metastore-tools")
 }
 
 /// Where PySpark's jars are, asked of the virtualenv's Python.

@@ -17,30 +17,11 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The Python of the pyiceberg virtualenv; panics saying to run install-deps when it is missing.
 pub fn iceberg_python() -> PathBuf {
-    let tools = std::env::var("COLDSYNC_ICEBERG_TOOLS")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME"))
-                .join(".cache/coldsync/iceberg-tools")
-        });
-    let python = tools.join("bin/python");
-    let ok = Command::new(&python)
-        .args([
-            "-c",
-            "import pyiceberg, pyiceberg_core, pyarrow, sqlalchemy",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "pyiceberg is not installed in {} (run scripts/install-deps.sh, or set COLDSYNC_ICEBERG_TOOLS)",
-        tools.display()
-    );
-    python
+    super::tools_python(
+        "COLDSYNC_ICEBERG_TOOLS",
+        "iceberg-tools",
+        "pyiceberg, pyiceberg_core, pyarrow, sqlalchemy",
+    )
 }
 
 fn fixture_script() -> PathBuf {

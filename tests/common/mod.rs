@@ -28,6 +28,7 @@
 //!   an `Engine`.
 //! * `days.rs`: today, days ago, their ISO form, a key's expiry under `retention_days = 30`, and
 //!   [`assert_contents`] of a table's keys.
+//! * `tools.rs`: the Python tools' virtualenvs ([`tools_python`]).
 //! * `workspace.rs`: [`CliWorkspace`], a warehouse and a config file to run the binary on.
 //! * `hive_metastore.rs`: [`hive_metastore`], one real Hive Metastore (Hive 2.3 from PySpark's
 //!   jars) per test binary, killed at exit; `create_table`/`add_partition` register tables and
@@ -64,6 +65,7 @@ mod redis_server;
 mod s3_server;
 mod scenario;
 mod tcp_proxy;
+mod tools;
 mod workspace;
 // Delta Lake tables written by PyPI deltalake (tests/delta.rs).
 mod delta;
@@ -78,7 +80,7 @@ pub use self::hive_metastore::*;
 pub use self::{
     certs::*, cli_runner::*, days::*, http_fault_proxy::*, layouts::*, orders::*, parquet_files::*,
     processes::*, redis_cluster::*, redis_server::*, s3_server::*, scenario::*, tcp_proxy::*,
-    workspace::*,
+    tools::*, workspace::*,
 };
 
 // The Iceberg fixtures and the command monitor (tests/iceberg.rs).
