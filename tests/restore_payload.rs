@@ -4,7 +4,8 @@
 //! - why the limits rule exists: `RESTORE` keeps a listpack `HSET` would convert;
 //! - a property test: generated rows written as `RESTORE ... REPLACE ABSTTL` (or the `HSET` path
 //!   when the encoder says so) on a `sanitize-dump-payload yes` server read back exactly like the
-//!   same rows written with `DEL` + `HSET` + `PEXPIREAT`.
+//!   same rows written with `DEL` + `HSET` + `PEXPIREAT`; and so does every non-empty row written
+//!   as the hash-table form (`RDB_TYPE_HASH`, what guarded loads send beyond the limits).
 
 mod common;
 
@@ -13,8 +14,8 @@ use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coldsync::redis::dump::{
-    push_hash_payload, HashListpackLimits, HashPayload, LimitExceeded, RDB_TYPE_HASH_LISTPACK,
-    RDB_VERSION,
+    push_hash_payload, push_hash_table_payload, HashListpackLimits, HashPayload, LimitExceeded,
+    RDB_TYPE_HASH_LISTPACK, RDB_VERSION,
 };
 use common::RedisServer;
 use proptest::prelude::*;
@@ -587,15 +588,32 @@ fn check_row(
         }
     };
     count.set(count.get() + 1);
+    // The hash-table form, whatever the limits: Redis loads it as HSET would have built it.
+    let mut table_payload = Vec::new();
+    let pairs = row.iter().map(|(f, v)| (f.as_slice(), v.as_slice()));
+    let table_form = push_hash_table_payload(pairs, &mut table_payload);
+    prop_assert_eq!(table_form, !row.is_empty());
+    pipe.cmd("DEL").arg("by_table").ignore();
+    if table_form {
+        pipe.cmd("RESTORE")
+            .arg("by_table")
+            .arg(expire_at)
+            .arg(&table_payload)
+            .arg("ABSTTL")
+            .ignore();
+    }
     push_reads(&mut pipe, "by_hset");
     push_reads(&mut pipe, "by_restore");
+    push_reads(&mut pipe, "by_table");
     let replies: Vec<Value> = pipe
         .query(con)
         .map_err(|e| TestCaseError::fail(format!("{outcome:?}: {e}")))?;
     let mut replies = replies.into_iter();
     let by_hset = observe(&mut replies);
     let by_restore = observe(&mut replies);
+    let by_table = observe(&mut replies);
     prop_assert_eq!(&by_restore, &by_hset, "{:?}", outcome);
+    prop_assert_eq!(&by_table, &by_hset, "hash-table form");
     prop_assert_eq!(by_hset.exists, !row.is_empty());
     if by_hset.exists {
         prop_assert_eq!(by_hset.pexpiretime, expire_at);

@@ -62,6 +62,9 @@ use crc::{Crc, Table, CRC_64_REDIS};
 /// The RDB object type of a hash encoded as a listpack (`RDB_TYPE_HASH_LISTPACK`).
 pub const RDB_TYPE_HASH_LISTPACK: u8 = 16;
 
+/// The RDB object type of a hash as its field/value strings (`RDB_TYPE_HASH`).
+pub const RDB_TYPE_HASH: u8 = 4;
+
 /// The RDB version written after the object: 10 is Redis 7.0's (`RDB_VERSION`).
 pub const RDB_VERSION: u16 = 10;
 
@@ -248,6 +251,55 @@ where
     let crc = CRC64.checksum(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
     HashPayload::Restore
+}
+
+/// Appends the `RESTORE` payload of the hash `fields` in the plain hash form (`RDB_TYPE_HASH`:
+/// the pair count, then each field and value as an RDB string, then the RDB version and CRC) and
+/// returns true; appends nothing and returns false for an empty hash or a string of 4 GiB or more.
+///
+/// For a hash beyond the listpack limits (a listpack payload is cheaper to load when it is
+/// within them). `RESTORE` of this form builds what `HSET` builds: Redis's `rdbLoadObject` starts
+/// a listpack when the pair count is within `hash-max-listpack-entries` and converts it to a hash
+/// table as soon as a field or value is longer than `hash-max-listpack-value` (or the listpack
+/// would pass `lpSafeToAdd`), so the key gets the encoding and memory an `HSET` gives it.
+pub fn push_hash_table_payload<'a, I>(fields: I, out: &mut Vec<u8>) -> bool
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let start = out.len();
+    out.push(RDB_TYPE_HASH);
+    // The pair count goes here once it is known (as for the listpack's length).
+    let count_at = out.len();
+    out.extend_from_slice(&[0; RDB_LEN_MAX_BYTES]);
+    let pairs_at = out.len();
+    let mut pairs = 0u32;
+    let mut length = [0u8; RDB_LEN_MAX_BYTES];
+    for (field, value) in fields {
+        pairs += 1;
+        for element in [field, value] {
+            let Ok(len) = u32::try_from(element.len()) else {
+                out.truncate(start);
+                return false;
+            };
+            let used = rdb_length(len, &mut length);
+            out.extend_from_slice(&length[..used]);
+            out.extend_from_slice(element);
+        }
+    }
+    if pairs == 0 {
+        out.truncate(start);
+        return false;
+    }
+    let used = rdb_length(pairs, &mut length);
+    out[count_at..count_at + used].copy_from_slice(&length[..used]);
+    if used < RDB_LEN_MAX_BYTES {
+        out.copy_within(pairs_at.., count_at + used);
+        out.truncate(out.len() - (RDB_LEN_MAX_BYTES - used));
+    }
+    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = CRC64.checksum(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    true
 }
 
 /// `rdbSaveLen` of a length below 4 GiB into `buf`; returns how many bytes it used.
@@ -445,6 +497,26 @@ mod tests {
             (b"d", b"007"),
         ]);
         assert_eq!(built, dumped.to_vec());
+    }
+
+    #[test]
+    fn hash_table_form_matches_a_dump_taken_from_redis_7_0_15() {
+        // DUMP of `HSET k name vvv...` (65 bytes: a hash table) on redis-server 7.0.15,
+        // rdbcompression no.
+        let mut dumped = b"\x04\x01\x04name\x40\x41".to_vec();
+        dumped.extend_from_slice(&[b'v'; 65]);
+        dumped.extend_from_slice(b"\n\x00\x30\xed\x3f\xe3\x13\xd9\x4b\x75");
+        let value = [b'v'; 65];
+        let mut out = b"kept".to_vec();
+        assert!(push_hash_table_payload(
+            [(&b"name"[..], &value[..])],
+            &mut out
+        ));
+        assert_eq!(&out[..4], b"kept");
+        assert_eq!(out[4..], dumped[..]);
+        // Nothing for an empty hash.
+        assert!(!push_hash_table_payload([], &mut out));
+        assert_eq!(out.len(), 4 + dumped.len());
     }
 
     #[test]
