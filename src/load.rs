@@ -287,9 +287,11 @@ pub async fn produce_commands(
 ) -> Result<Produced, PartitionError> {
     let mut produced = Produced::default();
     let queues = router.queues();
-    let one_key_per_call = router.one_key_per_call();
+    let (one_key_per_call, follow_ups) = (router.one_key_per_call(), router.follows_up());
     let new_batch = || {
-        CommandBatch::with_capacity(batch_size * 128, batch_size).one_key_per_call(one_key_per_call)
+        CommandBatch::with_capacity(batch_size * 128, batch_size)
+            .one_key_per_call(one_key_per_call)
+            .follow_ups(follow_ups)
     };
     let mut pending: Vec<CommandBatch> = (0..queues).map(|_| new_batch()).collect();
     let progress = prepared.progress();
@@ -304,7 +306,21 @@ pub async fn produce_commands(
         produced.payload_bytes += rows.byte_len() as u64;
         for row in 0..rows.len() {
             let target = router.queue(rows.key(row));
-            let out = &mut pending[target];
+            let mut out = &mut pending[target];
+            if let RowCommand::Write(style) = command {
+                if out.needs_barrier(rows, row, style) {
+                    // A guarded delete: after every earlier write of the connection is settled.
+                    if out.pending_keys() > 0 {
+                        out.seal();
+                        let full = std::mem::replace(out, new_batch());
+                        if !send_batch(&sink, target, full, &mut produced).await {
+                            return Ok(produced);
+                        }
+                        out = &mut pending[target];
+                    }
+                    out.set_barrier();
+                }
+            }
             match command {
                 RowCommand::Write(style) => out.push_row(rows, row, style, &expiry, &shas),
                 RowCommand::DeleteIfOlder => {
@@ -314,9 +330,7 @@ pub async fn produce_commands(
             if out.is_full(batch_size) {
                 out.seal();
                 let full = std::mem::replace(out, new_batch());
-                produced.keys += (full.pending_keys() - full.empty_keys()) as u64;
-                produced.deleted_empty_keys += full.empty_keys() as u64;
-                if sink.send((target, full)).await.is_err() {
+                if !send_batch(&sink, target, full, &mut produced).await {
                     return Ok(produced);
                 }
             }
@@ -327,13 +341,24 @@ pub async fn produce_commands(
     }
     for (target, mut batch) in pending.into_iter().enumerate() {
         batch.seal();
-        produced.keys += (batch.pending_keys() - batch.empty_keys()) as u64;
-        produced.deleted_empty_keys += batch.empty_keys() as u64;
-        if !batch.is_empty() && sink.send((target, batch)).await.is_err() {
+        if !batch.is_empty() && !send_batch(&sink, target, batch, &mut produced).await {
             break;
         }
     }
     Ok(produced)
+}
+
+/// Counts the keys of the sealed `batch` in `produced` and hands it to `sink` for queue
+/// `target`; false when the sink is closed.
+async fn send_batch(
+    sink: &mpsc::Sender<(usize, CommandBatch)>,
+    target: usize,
+    batch: CommandBatch,
+    produced: &mut Produced,
+) -> bool {
+    produced.keys += (batch.pending_keys() - batch.empty_keys()) as u64;
+    produced.deleted_empty_keys += batch.empty_keys() as u64;
+    sink.send((target, batch)).await.is_ok()
 }
 
 /// Streams every row of a prepared partition into `session` (at most `limiter`'s rate), and waits

@@ -314,3 +314,98 @@ async fn a_guarded_batch_keeps_exactly_the_newer_keys() {
         }
     }
 }
+
+/// A guarded load on one server writes natively first (`SET ... NX`, `RESTORE` without
+/// `REPLACE`) and follows up the refused rows through the guard scripts. Over small batches
+/// (several in flight on a connection), with keys absent, older and newer, a key repeated in the
+/// partition, a hash beyond the listpack limits (the hash-table payload) and empty hashes between
+/// rows of a key (the barrier): the last row of each key wins and only the newer key is kept,
+/// json and hash; and reloading the same partition (every row refused, every row followed up)
+/// gives the same contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_guarded_writes_follow_up_refusals_and_keep_the_last_row_of_a_key() {
+    let redis = RedisServer::start();
+    let at = 4_102_444_800_000;
+    let expiry = Expiry::at(at);
+    let (newer, older) = ((at + 86_400_000).to_string(), (at - 86_400_000).to_string());
+    let long = "l".repeat(70);
+    // (key id, status, qty): `None, None` is an empty hash (its key deleted, guarded).
+    let file: Vec<(i64, Option<&str>, Option<i32>)> = vec![
+        (3, Some("a1"), Some(1)),   // absent: written natively
+        (1, Some("b1"), Some(1)),   // older: refused, followed up
+        (3, Some("a2"), Some(1)),   // written by row 1: refused, followed up
+        (5, None, None),            // empty, absent: a barrier, nothing to delete
+        (5, Some("c1"), Some(1)),   // absent: written natively
+        (4, Some("d1"), Some(1)),   // older: refused, followed up
+        (4, None, None),            // empty: after d1's follow-up, deletes it
+        (4, Some("d2"), Some(1)),   // absent again: written natively, the last row wins
+        (2, Some("late"), Some(1)), // newer: kept
+        (3, Some(&long), Some(1)),  // beyond the listpack limits: the hash-table form
+        (1, Some("b2"), Some(1)),   // refused, followed up after b1
+    ];
+    let batch = rows(&file);
+    let styles = [
+        ("json", WriteStyle::GuardedSet),
+        (
+            "hash",
+            WriteStyle::Hash {
+                guarded: true,
+                restore: Some(HashListpackLimits::default()),
+            },
+        ),
+    ];
+    for (format, style) in styles {
+        for connections in [1, 3] {
+            redis.flushall();
+            for (key, expires) in [("h:1", &older), ("h:2", &newer), ("h:4", &older)] {
+                let _: () = redis.cmd("SET", &[key, "old", "PXAT", expires]);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = config(dir.path(), redis.port, format);
+            config.redis.batch_size = 2;
+            config.redis.connections = connections;
+            let context = format!("{format}, {connections} connections");
+            for load_number in 1..=2 {
+                let prepared = prepared(dir.path(), &config, &batch).await;
+                let stats = load(&config, prepared, style, &expiry).await;
+                let (deleted, kept) = if format == "hash" { (2, 1) } else { (0, 1) };
+                assert_eq!(
+                    (
+                        stats.rows,
+                        stats.keys,
+                        stats.kept_newer,
+                        stats.deleted_empty_keys
+                    ),
+                    (11, 11 - kept - deleted, kept, deleted),
+                    "{context}, load {load_number}"
+                );
+                assert_eq!(redis.get("h:2").as_deref(), Some("old"), "{context}");
+                assert_eq!(redis.pexpiretime("h:2"), at + 86_400_000, "{context}");
+                for (key, status) in [
+                    ("h:1", "b2"),
+                    ("h:3", long.as_str()),
+                    ("h:4", "d2"),
+                    ("h:5", "c1"),
+                ] {
+                    assert_eq!(redis.pexpiretime(key), at, "{key} {context}");
+                    if format == "json" {
+                        let expected = format!("{{\"status\":\"{status}\",\"qty\":1}}");
+                        assert_eq!(redis.get(key), Some(expected), "{key} {context}");
+                    } else {
+                        let fields = redis.hgetall(key);
+                        assert_eq!(fields.len(), 2, "{key} {context}");
+                        assert_eq!(fields["status"], status, "{key} {context}");
+                        let encoding: String = redis.cmd("OBJECT", &["ENCODING", key]);
+                        let expected = if key == "h:3" {
+                            "hashtable"
+                        } else {
+                            "listpack"
+                        };
+                        assert_eq!(encoding, expected, "{key} {context}");
+                    }
+                }
+                assert_eq!(redis.keys("h:*").len(), 5, "{context}");
+            }
+        }
+    }
+}

@@ -249,6 +249,12 @@ impl Router {
     pub fn one_key_per_call(&self) -> bool {
         matches!(self, Router::Cluster { .. })
     }
+
+    /// The write session re-sends refused native guarded writes through the guard scripts (one
+    /// server; a cluster's writer does not, so guarded writes go straight through the scripts).
+    pub fn follows_up(&self) -> bool {
+        matches!(self, Router::Single { .. })
+    }
 }
 
 /// A node's answer that a command belongs elsewhere or must wait.

@@ -5,12 +5,19 @@
 //! `RESTORE key ms payload REPLACE ABSTTL` when the server allows `RESTORE` and the hash fits
 //! its listpack limits (the payload from [`super::dump`]), else in a `MULTI` transaction of
 //! `DEL`, `HSET`, `PEXPIREAT`. Writes that must not overwrite newer data (loading a partition
-//! older than the newest loaded one) go through the multi-key Lua scripts of [`super::script`],
-//! [`GUARDED_KEYS_PER_CALL`] keys a call.
+//! older than the newest loaded one) are native first when the session re-sends refusals (one
+//! server, see [`CommandBatch::follow_ups`]): `SET key value NX PXAT ms`, or
+//! `RESTORE key ms payload ABSTTL` without `REPLACE`, which write a key that is not there at
+//! Redis's own speed; a key that is there refuses them, and the session re-sends just those rows
+//! through the guard scripts of [`super::script`] ([`super::follow_up`]), which keep a newer key.
+//! Otherwise (a cluster, or no `RESTORE` for hashes) guarded writes go straight through the
+//! multi-key scripts, [`GUARDED_KEYS_PER_CALL`] keys a call.
 
 use crate::encode::EncodedRows;
 
-use super::dump::{push_hash_payload, HashListpackLimits, HashPayload};
+use super::dump::{push_hash_payload, push_hash_table_payload, HashListpackLimits, HashPayload};
+pub use super::resp::parse_command;
+use super::resp::{push_bulk, push_decimal};
 use super::script::ScriptShas;
 
 /// Keys per `MULTI` transaction of the `HSET` way of replacing hashes.
@@ -29,6 +36,9 @@ pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 pub enum Acknowledges {
     /// `+OK`, or `:n` keys written of those the command covers (the rest kept a newer value).
     Written,
+    /// `SET ... NX` or `RESTORE` without `REPLACE`: `+OK` written; a null reply or `BUSYKEY` if
+    /// the key exists: refused, to be re-sent through the guard script (a follow-up).
+    WrittenUnlessExists,
     /// `EXEC`: the replies of the queued commands; `empty` of its keys had an empty hash and
     /// were deleted.
     Exec {
@@ -103,6 +113,12 @@ pub struct CommandBatch {
     payload: Vec<u8>,
     /// On a cluster: every hash transaction or script call covers one key (one slot).
     one_key_per_call: bool,
+    /// The session re-sends refused native guarded writes through the guard scripts: guarded
+    /// rows are written natively first.
+    follow_ups: bool,
+    /// Every earlier batch of the connection must be answered, and its follow-ups sent, before
+    /// this one is written (it starts with the guarded delete of an empty hash).
+    barrier: bool,
 }
 
 /// A multi-key guarded script call, written out by [`CommandBatch::seal`] as
@@ -116,36 +132,6 @@ struct OpenCall {
     args: Vec<u8>,
     nargs: usize,
     nkeys: usize,
-}
-
-/// The open script call of `open`, opened with `sha` if there is none.
-fn open_call<'a>(
-    open: &'a mut Option<OpenCall>,
-    sha: &str,
-    expiry: &Expiry,
-    acknowledges: Acknowledges,
-) -> &'a mut OpenCall {
-    open.get_or_insert_with(|| OpenCall {
-        sha: sha.to_string(),
-        expiry: expiry.text.clone(),
-        acknowledges,
-        args: Vec::new(),
-        nargs: 0,
-        nkeys: 0,
-    })
-}
-
-fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut buf = itoa::Buffer::new();
-    out.extend_from_slice(buf.format(n).as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-fn push_bulk(out: &mut Vec<u8>, value: &[u8]) {
-    out.push(b'$');
-    push_decimal(out, value.len() as u64);
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 impl CommandBatch {
@@ -164,6 +150,39 @@ impl CommandBatch {
     pub fn one_key_per_call(mut self, one: bool) -> Self {
         self.one_key_per_call = one;
         self
+    }
+
+    /// Guarded rows are written natively first (`SET ... NX`, `RESTORE` without `REPLACE`): the
+    /// session re-sends the refused ones through the guard scripts (one server, not a cluster).
+    pub fn follow_ups(mut self, on: bool) -> Self {
+        self.follow_ups = on;
+        self
+    }
+
+    /// True when every earlier batch of the connection must be answered, and its follow-ups
+    /// sent, before this one is written.
+    pub fn is_barrier(&self) -> bool {
+        self.barrier
+    }
+
+    /// True when row `row` must start a barrier batch ([`CommandBatch::is_barrier`]): the guarded
+    /// delete of an empty hash, written natively first. A delete would let a later row of the
+    /// key be written natively while an earlier one still waits for its follow-up, which would
+    /// then overwrite it; after a barrier, no follow-up of an earlier row is pending.
+    pub fn needs_barrier(&self, rows: &EncodedRows, row: usize, style: WriteStyle) -> bool {
+        let native_hash = matches!(
+            style,
+            WriteStyle::Hash {
+                guarded: true,
+                restore: Some(_),
+            }
+        );
+        self.follow_ups && native_hash && rows.fields(row).next().is_none()
+    }
+
+    /// Makes this (empty) batch a barrier batch.
+    pub fn set_barrier(&mut self) {
+        self.barrier = true;
     }
 
     /// Keys of one call at most: `limit`, or one on a cluster.
@@ -348,18 +367,16 @@ impl CommandBatch {
                 self.arg(b"PXAT");
                 self.arg(expiry.text.as_bytes());
             }
-            WriteStyle::GuardedSet => {
-                let open = open_call(
-                    &mut self.open,
-                    &shas.guarded_set,
-                    expiry,
-                    Acknowledges::Written,
-                );
-                push_bulk(&mut open.args, key);
-                push_bulk(&mut open.args, rows.value(row));
-                open.nargs += 2;
-                self.count_call_key();
+            WriteStyle::GuardedSet if self.follow_ups => {
+                self.begin_for_keys(6, 1, Acknowledges::WrittenUnlessExists);
+                self.arg(b"SET");
+                self.arg(key);
+                self.arg(rows.value(row));
+                self.arg(b"NX");
+                self.arg(b"PXAT");
+                self.arg(expiry.text.as_bytes());
             }
+            WriteStyle::GuardedSet => self.push_guarded_set(key, rows.value(row), expiry, shas),
             WriteStyle::HashPlain => {
                 let fields = rows.fields(row).count();
                 if fields == 0 {
@@ -400,38 +417,140 @@ impl CommandBatch {
             },
             WriteStyle::Hash {
                 guarded: true,
+                restore: Some(limits),
+            } if self.follow_ups => self.push_hash_if_absent(rows, row, limits, expiry, shas),
+            WriteStyle::Hash {
+                guarded: true,
                 restore,
             } => {
-                let outcome = self.restore_payload(rows, row, restore);
-                let open = open_call(
-                    &mut self.open,
-                    &shas.hash_replace,
-                    expiry,
-                    Acknowledges::WrittenAndDeleted,
-                );
-                push_bulk(&mut open.args, key);
-                let fields = if outcome == Some(HashPayload::Restore) {
-                    push_bulk(&mut open.args, b"-1");
-                    push_bulk(&mut open.args, &self.payload);
-                    open.nargs += 3;
-                    None
+                if self.restore_payload(rows, row, restore) == Some(HashPayload::Restore) {
+                    let payload = std::mem::take(&mut self.payload);
+                    self.push_guarded_restore(key, &payload, expiry, shas);
+                    self.payload = payload;
                 } else {
-                    let fields = rows.fields(row).count();
-                    let mut count = itoa::Buffer::new();
-                    push_bulk(&mut open.args, count.format(fields).as_bytes());
-                    for (name, value) in rows.fields(row) {
-                        push_bulk(&mut open.args, name);
-                        push_bulk(&mut open.args, value);
-                    }
-                    open.nargs += 2 + 2 * fields;
-                    Some(fields)
-                };
-                if fields == Some(0) {
-                    self.pending_empty_keys += 1;
+                    self.push_guarded_hash_fields(rows, row, expiry, shas);
                 }
-                self.count_call_key();
             }
         }
+    }
+
+    /// Hash row `row`, guarded, native first: `RESTORE key ms payload ABSTTL` (no `REPLACE`: a
+    /// key that exists refuses it), with the listpack payload within the server's limits and
+    /// the hash-table one beyond them (both load as `HSET` would have written the key). An empty
+    /// hash is the guard script's delete, a call of its own (in a barrier batch, see
+    /// [`CommandBatch::needs_barrier`]).
+    fn push_hash_if_absent(
+        &mut self,
+        rows: &EncodedRows,
+        row: usize,
+        limits: HashListpackLimits,
+        expiry: &Expiry,
+        shas: &ScriptShas,
+    ) {
+        let key = rows.key(row);
+        self.payload.clear();
+        let payload = match push_hash_payload(rows.fields(row), &limits, &mut self.payload) {
+            HashPayload::Restore => true,
+            HashPayload::Empty => false,
+            HashPayload::BeyondLimits(_) => {
+                push_hash_table_payload(rows.fields(row), &mut self.payload)
+            }
+        };
+        if !payload {
+            // Empty (or a string of 4 GiB): through the script, sealed at once so that it runs
+            // before the commands that follow it.
+            self.seal();
+            self.push_guarded_hash_fields(rows, row, expiry, shas);
+            self.seal();
+            return;
+        }
+        self.begin_for_keys(5, 1, Acknowledges::WrittenUnlessExists);
+        self.arg(b"RESTORE");
+        self.arg(key);
+        self.arg(expiry.text.as_bytes());
+        push_bulk(&mut self.bytes, &self.payload);
+        self.arg(b"ABSTTL");
+    }
+
+    /// Adds `key value` to the open guarded-SET script call (opening one).
+    pub(super) fn push_guarded_set(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        expiry: &Expiry,
+        shas: &ScriptShas,
+    ) {
+        let open = self.call_for(&shas.guarded_set, expiry, Acknowledges::Written);
+        push_bulk(&mut open.args, key);
+        push_bulk(&mut open.args, value);
+        open.nargs += 2;
+        self.count_call_key();
+    }
+
+    /// Adds `key -1 payload` (a `RESTORE` payload) to the open hash-replacement script call.
+    pub(super) fn push_guarded_restore(
+        &mut self,
+        key: &[u8],
+        payload: &[u8],
+        expiry: &Expiry,
+        shas: &ScriptShas,
+    ) {
+        let open = self.call_for(&shas.hash_replace, expiry, Acknowledges::WrittenAndDeleted);
+        push_bulk(&mut open.args, key);
+        push_bulk(&mut open.args, b"-1");
+        push_bulk(&mut open.args, payload);
+        open.nargs += 3;
+        self.count_call_key();
+    }
+
+    /// Adds hash row `row` as `key n field value ...` (the `HSET` way; `n` = 0 deletes the key)
+    /// to the open hash-replacement script call.
+    fn push_guarded_hash_fields(
+        &mut self,
+        rows: &EncodedRows,
+        row: usize,
+        expiry: &Expiry,
+        shas: &ScriptShas,
+    ) {
+        let (key, count) = (rows.key(row), rows.fields(row).count());
+        if count == 0 {
+            self.pending_empty_keys += 1;
+        }
+        let open = self.call_for(&shas.hash_replace, expiry, Acknowledges::WrittenAndDeleted);
+        push_bulk(&mut open.args, key);
+        let mut text = itoa::Buffer::new();
+        push_bulk(&mut open.args, text.format(count).as_bytes());
+        for (name, value) in rows.fields(row) {
+            push_bulk(&mut open.args, name);
+            push_bulk(&mut open.args, value);
+        }
+        open.nargs += 2 + 2 * count;
+        self.count_call_key();
+    }
+
+    /// The open script call, opened with `sha` if there is none, or if the open one runs
+    /// another script or has another expiry (then written out first).
+    fn call_for(
+        &mut self,
+        sha: &str,
+        expiry: &Expiry,
+        acknowledges: Acknowledges,
+    ) -> &mut OpenCall {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|open| open.sha != sha || open.expiry != expiry.text)
+        {
+            self.seal();
+        }
+        self.open.get_or_insert_with(|| OpenCall {
+            sha: sha.to_string(),
+            expiry: expiry.text.clone(),
+            acknowledges,
+            args: Vec::new(),
+            nargs: 0,
+            nkeys: 0,
+        })
     }
 
     /// Builds the `RESTORE` payload of hash row `row` into `self.payload` and says what was
@@ -537,34 +656,6 @@ impl CommandBatch {
         key.map(|k| String::from_utf8_lossy(k).into_owned())
             .unwrap_or_default()
     }
-}
-
-/// Parses one RESP command (array of bulk strings) into its arguments; used for error messages
-/// and tests only, never on the write path.
-pub fn parse_command(bytes: &[u8]) -> Vec<Vec<u8>> {
-    fn line(bytes: &[u8], pos: &mut usize) -> Option<usize> {
-        let rest = bytes.get(*pos..)?;
-        let end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let n = std::str::from_utf8(&rest[1..end]).ok()?.parse().ok()?;
-        *pos += end + 2;
-        Some(n)
-    }
-    let mut pos = 0;
-    let mut args = Vec::new();
-    let Some(count) = line(bytes, &mut pos) else {
-        return args;
-    };
-    for _ in 0..count {
-        let Some(len) = line(bytes, &mut pos) else {
-            break;
-        };
-        let Some(arg) = bytes.get(pos..pos + len) else {
-            break;
-        };
-        args.push(arg.to_vec());
-        pos += len + 2;
-    }
-    args
 }
 
 /// An absolute expiry, milliseconds since the epoch, with its decimal text ready for commands.

@@ -6,6 +6,9 @@
 //! - [`reply`]: reading replies off a connection.
 //! - [`connection`]: the [`Connector`], built once per run: TCP, TLS and the `AUTH`/`SELECT`
 //!   handshake, one way to report a failure to connect.
+//! - [`resp`]: RESP encoding of commands, and reading a built command back.
+//! - [`follow_up`]: guarded writes refused natively (the key exists), re-sent through the guard
+//!   scripts.
 //! - [`session`]: the bulk write session: pipelined batches over several connections, every reply
 //!   checked.
 //! - [`control`]: the control client of the ledger, `INFO` and the version check (the `redis`
@@ -28,7 +31,9 @@ pub mod command;
 pub mod connection;
 pub mod control;
 pub mod dump;
+mod follow_up;
 pub mod reply;
+mod resp;
 pub mod script;
 pub mod sentinel;
 pub mod session;

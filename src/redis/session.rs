@@ -1,6 +1,8 @@
 //! The bulk writer: several Redis connections, each with several pipelined batches in flight,
 //! every reply read and checked. A connection's commands are written and answered in order, and
-//! rows are routed to connections by key, so the last write of a key in a partition wins.
+//! rows are routed to connections by key, so the last write of a key in a partition wins. Guarded
+//! writes refused natively are re-sent on their connection through the guard scripts as soon as
+//! their batch is answered ([`super::follow_up`]).
 //!
 //! This speaks RESP directly over TCP (or TLS) instead of going through a generic client: the
 //! commands are already bytes (see [`super::command`]) and replies are checked without allocating.
@@ -16,6 +18,7 @@ use std::ops::Range;
 use super::cluster::{parse_redirect, Redirect, Router};
 use super::command::{Acknowledges, CommandBatch};
 use super::connection::{Connection, Connector};
+use super::follow_up::follow_up;
 use super::reply::{Reply, ReplyReader};
 use super::script::ScriptShas;
 
@@ -39,28 +42,88 @@ impl WriteTotals {
     }
 }
 
+/// What a connection's writer wrote, for its reader to check.
+enum Sent {
+    /// A batch of the partition: its refused native writes (if any) follow up.
+    Batch(CommandBatch),
+    /// The guard-script calls of a batch's refused writes.
+    FollowUp(CommandBatch),
+}
+
+/// What a connection's follow-ups need: the scripts, and the `WAIT` each batch ends with.
+#[derive(Debug, Clone)]
+struct FollowUps {
+    shas: ScriptShas,
+    wait: Option<(usize, u64)>,
+}
+
 /// Runs the pipelined write loop of `connection` until `batches` closes: writes each batch as
-/// soon as it arrives, keeps at most `in_flight` batches unacknowledged, and checks every reply.
+/// soon as it arrives, keeps at most `in_flight` batches unacknowledged, checks every reply, and
+/// writes each batch's follow-up (its refused guarded writes through the scripts) as soon as the
+/// batch is answered, before the next batch. A barrier batch waits until every earlier batch is
+/// answered and followed up.
 async fn run_pipeline(
     connection: Connection,
     mut batches: mpsc::Receiver<CommandBatch>,
     in_flight: usize,
+    follow_ups: FollowUps,
 ) -> Result<WriteTotals, RedisError> {
     let (read_half, mut write_half) = tokio::io::split(connection.stream);
-    let (sent_tx, mut sent_rx) = mpsc::channel::<CommandBatch>(in_flight.max(1));
+    let (sent_tx, mut sent_rx) = mpsc::channel::<Sent>(in_flight.max(1));
+    // One message per answered batch: its follow-up, if it needs one. Unbounded: the reader never
+    // waits on the writer (at most `in_flight` answers are outstanding).
+    let (answered_tx, mut answered_rx) = mpsc::unbounded_channel::<Option<CommandBatch>>();
     let timeout = connection.timeout;
+    let timed_out = move || RedisError::Timeout {
+        seconds: timeout.as_secs(),
+    };
     let writing = async move {
-        let timed_out = || RedisError::Timeout {
-            seconds: timeout.as_secs(),
-        };
         // A write that cannot go out within the timeout means redis stopped reading.
-        while let Some(batch) = batches.recv().await {
-            tokio::time::timeout(timeout, write_half.write_all(&batch.bytes))
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(|source| RedisError::Io { source })?;
-            if sent_tx.send(batch).await.is_err() {
-                break;
+        macro_rules! write_out {
+            ($bytes:expr) => {
+                tokio::time::timeout(timeout, write_half.write_all($bytes))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|source| RedisError::Io { source })?
+            };
+        }
+        let (mut written, mut answered, mut open) = (0usize, 0usize, true);
+        // `Some(follow-up)` of an answered batch, `None` when the reader has stopped (its error
+        // is the pipeline's result).
+        macro_rules! on_answer {
+            ($answer:expr) => {
+                match $answer {
+                    None => return Ok(()),
+                    Some(follow_up) => {
+                        answered += 1;
+                        if let Some(batch) = follow_up {
+                            write_out!(&batch.bytes);
+                            if sent_tx.send(Sent::FollowUp(batch)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            };
+        }
+        while open || answered < written {
+            tokio::select! {
+                biased;
+                answer = answered_rx.recv() => on_answer!(answer),
+                batch = batches.recv(), if open => {
+                    let Some(batch) = batch else {
+                        open = false;
+                        continue;
+                    };
+                    while batch.is_barrier() && answered < written {
+                        on_answer!(answered_rx.recv().await);
+                    }
+                    write_out!(&batch.bytes);
+                    written += 1;
+                    if sent_tx.send(Sent::Batch(batch)).await.is_err() {
+                        return Ok(());
+                    }
+                }
             }
         }
         tokio::time::timeout(timeout, write_half.flush())
@@ -72,25 +135,39 @@ async fn run_pipeline(
     let reading = async move {
         let mut reader = ReplyReader::new(read_half);
         let mut totals = WriteTotals::default();
-        while let Some(batch) = sent_rx.recv().await {
-            let checked = tokio::time::timeout(timeout, check_replies(&mut reader, &batch)).await;
-            let counted = checked.map_err(|_| RedisError::Timeout {
-                seconds: timeout.as_secs(),
-            })??;
-            totals.add(counted);
+        while let Some(sent) = sent_rx.recv().await {
+            let batch = match &sent {
+                Sent::Batch(batch) | Sent::FollowUp(batch) => batch,
+            };
+            let checked = tokio::time::timeout(timeout, check_batch(&mut reader, batch, false))
+                .await
+                .map_err(|_| timed_out())??;
+            totals.add(checked.totals);
+            if let Sent::FollowUp(batch) = &sent {
+                if let Some(&index) = checked.refused.first() {
+                    return Err(RedisError::Protocol(format!(
+                        "the guard script's write of key {:?} was refused",
+                        batch.key_of(index)
+                    )));
+                }
+                continue;
+            }
+            let next = if checked.refused.is_empty() {
+                None
+            } else {
+                let mut next = follow_up(batch, &checked.refused, &follow_ups.shas)?;
+                if let Some((replicas, timeout_ms)) = follow_ups.wait {
+                    next.push_wait(replicas, timeout_ms);
+                }
+                Some(next)
+            };
+            // The writer may have stopped on an error of its own: it is the result.
+            let _ = answered_tx.send(next);
         }
         Ok::<_, RedisError>(totals)
     };
     let ((), totals) = tokio::try_join!(writing, reading)?;
     Ok(totals)
-}
-
-/// Reads and checks the replies of every command of `batch`.
-async fn check_replies<R: AsyncRead + Unpin>(
-    reader: &mut ReplyReader<R>,
-    batch: &CommandBatch,
-) -> Result<WriteTotals, RedisError> {
-    Ok(check_batch(reader, batch, false).await?.totals)
 }
 
 /// What the replies of a batch said.
@@ -101,6 +178,9 @@ pub(super) struct Checked {
     /// Commands a cluster node redirected (a command, or a whole `MULTI`..`EXEC`), in order:
     /// not written, to be sent where the redirection says.
     pub(super) redirects: Vec<(Range<usize>, Redirect)>,
+    /// Native guarded writes refused because the key exists, in order: not written, to follow
+    /// up through the guard scripts (not counted in `totals` yet).
+    pub(super) refused: Vec<usize>,
 }
 
 /// Reads and checks the replies of every command of `batch`. On a cluster (`cluster`), a
@@ -153,6 +233,17 @@ pub(super) async fn check_batch<R: AsyncRead + Unpin>(
             }
         }
         match (reply, acknowledges) {
+            // Native guarded writes are only sent where refusals follow up (one server).
+            (Reply::Bulk(None), Acknowledges::WrittenUnlessExists) if !cluster => {
+                checked.refused.push(index);
+                continue;
+            }
+            (Reply::Error(message), Acknowledges::WrittenUnlessExists)
+                if !cluster && message.starts_with("BUSYKEY") =>
+            {
+                checked.refused.push(index);
+                continue;
+            }
             // A master turned replica (a failover) refuses WAIT: find the new master.
             (Reply::Error(message), Acknowledges::Replicas { .. }) if cluster => {
                 return Err(RedisError::Cluster {
@@ -269,6 +360,10 @@ impl WriteSession {
                 connection,
                 rx,
                 config.pipelines_per_connection,
+                FollowUps {
+                    shas: shas.clone(),
+                    wait,
+                },
             ));
         }
         Ok(WriteSession {
@@ -342,6 +437,14 @@ impl WriteSession {
 mod tests {
     use super::*;
     use crate::redis::{Expiry, ScriptShas, WriteStyle};
+
+    /// Reads and checks the replies of every command of `batch`.
+    async fn check_replies<R: AsyncRead + Unpin>(
+        reader: &mut ReplyReader<R>,
+        batch: &CommandBatch,
+    ) -> Result<WriteTotals, RedisError> {
+        Ok(check_batch(reader, batch, false).await?.totals)
+    }
 
     /// A forward hash write without `RESTORE`.
     const HSET_WAY: WriteStyle = WriteStyle::Hash {
