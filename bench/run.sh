@@ -7,7 +7,8 @@
 #      DB 1, after which a sample of keys is compared with coldsync's: HGETALL, PEXPIRETIME, OBJECT
 #      ENCODING), with keys/s, MB/s, CPU seconds, peak RSS, ratio,
 #   4. guarded: per format, a forward run, then the same partitions but the newest reloaded as a
-#      backfill (older than the newest loaded: through the guard scripts), keys/s and ratio,
+#      backfill (older than the newest loaded: guarded, native first), keys/s and ratio; then
+#      the same backfill again over its own keys (every row refused and followed up),
 #   5. a live reader's GET latency (p50/p99): no load, unthrottled load, max_keys_per_sec, adaptive,
 #   6. a no-op run over 365 daily partitions x 8 files (local fs, and on moto S3 with S3=1),
 #   7. SECTIONS="cluster": a 3-master Redis Cluster (no replicas) on this machine: coldsync run vs the
@@ -228,6 +229,17 @@ for FORMAT in ${GUARDED_FORMATS-${FORMATS-json hash}}; do
     report "guarded backfill ($FORMAT)" "$GK" "$GW" "$(tv "$W/g-bf.txt" "User time")" "$(tv "$W/g-bf.txt" "System time")" "$(calc "$r1 - $r0")" \
         "$(tv "$W/g-bf.txt" "Maximum resident set size")" 0
     printf "%-28s %.2f (%s partitions guarded)\n" "ratio guarded/forward ($FORMAT)" "$(calc "($GK / $GW) / ($FK / $FW)")" "$GUARDED"
+    # The same backfill again, its keys there now (a changed partition reloaded): every native
+    # write is refused and goes through the guard script as a follow-up, the slowest case.
+    r0=$(redis_cpu)
+    timed "$W/g-re.txt" "$B/coldsync" -c "$W/g-$FORMAT.toml" --log-format json backfill --from "$FIRST" --to "$BEFORE_NEWEST" --force --json > "$W/g-re.json" 2> "$W/g-re.log" \
+        || true
+    RK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys"])' "$W/g-re.json")
+    RW=$(wall_of "$W/g-re.txt")
+    r1=$(redis_cpu)
+    report "guarded reload ($FORMAT)" "$RK" "$RW" "$(tv "$W/g-re.txt" "User time")" "$(tv "$W/g-re.txt" "System time")" "$(calc "$r1 - $r0")" \
+        "$(tv "$W/g-re.txt" "Maximum resident set size")" 0
+    printf "%-28s %.2f (keys there: every row followed up)\n" "ratio reload/forward ($FORMAT)" "$(calc "($RK / $RW) / ($FK / $FW)")"
 done
 fi
 

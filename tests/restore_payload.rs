@@ -591,7 +591,7 @@ fn check_row(
     // The hash-table form, whatever the limits: Redis loads it as HSET would have built it.
     let mut table_payload = Vec::new();
     let pairs = row.iter().map(|(f, v)| (f.as_slice(), v.as_slice()));
-    let table_form = push_hash_table_payload(pairs, &mut table_payload);
+    let table_form = push_hash_table_payload(pairs, limits, &mut table_payload);
     prop_assert_eq!(table_form, !row.is_empty());
     pipe.cmd("DEL").arg("by_table").ignore();
     if table_form {

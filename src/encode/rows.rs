@@ -74,7 +74,7 @@ impl EncodedRows {
 
     /// The (field name, value) pairs of `Hash` row `i`, one per non-null value
     /// column in spec order; empty for other formats. Panics if `i >= len()`.
-    pub fn fields(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    pub fn fields(&self, i: usize) -> impl Iterator<Item = (&[u8], &[u8])> + Clone + '_ {
         let r = &self.rows[i];
         self.fields[r.fields_start..r.fields_end].iter().map(|f| {
             (

@@ -119,6 +119,8 @@ pub struct CommandBatch {
     /// Every earlier batch of the connection must be answered, and its follow-ups sent, before
     /// this one is written (it starts with the guarded delete of an empty hash).
     barrier: bool,
+    /// Native guarded writes (`SET ... NX`, `RESTORE` without `REPLACE`) among the commands.
+    native_writes: usize,
 }
 
 /// A multi-key guarded script call, written out by [`CommandBatch::seal`] as
@@ -180,6 +182,11 @@ impl CommandBatch {
         self.follow_ups && native_hash && rows.fields(row).next().is_none()
     }
 
+    /// Native guarded writes among the commands (the rows a refusal would follow up).
+    pub fn native_writes(&self) -> usize {
+        self.native_writes
+    }
+
     /// Makes this (empty) batch a barrier batch.
     pub fn set_barrier(&mut self) {
         self.barrier = true;
@@ -231,6 +238,9 @@ impl CommandBatch {
     /// redirected commands to another node.
     pub fn append_commands(&mut self, from: &CommandBatch, range: std::ops::Range<usize>) {
         for index in range {
+            if from.keys[index].acknowledges == Acknowledges::WrittenUnlessExists {
+                self.native_writes += 1;
+            }
             self.starts.push(self.bytes.len());
             self.keys.push(from.keys[index]);
             self.bytes.extend_from_slice(from.command_bytes(index));
@@ -252,6 +262,9 @@ impl CommandBatch {
     }
 
     fn begin_for_keys(&mut self, args: usize, keys: usize, acknowledges: Acknowledges) {
+        if acknowledges == Acknowledges::WrittenUnlessExists {
+            self.native_writes += 1;
+        }
         self.starts.push(self.bytes.len());
         self.keys.push(CommandKeys {
             keys: key_count(keys),
@@ -453,7 +466,7 @@ impl CommandBatch {
             HashPayload::Restore => true,
             HashPayload::Empty => false,
             HashPayload::BeyondLimits(_) => {
-                push_hash_table_payload(rows.fields(row), &mut self.payload)
+                push_hash_table_payload(rows.fields(row), &limits, &mut self.payload)
             }
         };
         if !payload {

@@ -6,7 +6,10 @@
 //! refuse one that is (a null reply, `BUSYKEY`): only then can a newer value be at stake, so only
 //! those rows go through the guard scripts, which keep a key that expires later (is newer) and
 //! replace one that does not. The connection's writer sends a batch's follow-up as soon as the
-//! batch is answered, ahead of any batch not yet written.
+//! batch is answered, ahead of any batch not yet written. Once most native writes of a batch are
+//! refused (the keys are mostly there: a partition reloaded, or a backfill under newer
+//! partitions), the connection sends its later batches straight through the scripts
+//! ([`through_scripts`]), after every follow-up so far, instead of sending most rows twice.
 //!
 //! Why the last row of a key still wins: rows of a key go through one connection, in file order.
 //! A native write succeeds only while the key is absent; once a row of the key is written or
@@ -16,7 +19,7 @@
 
 use crate::error::RedisError;
 
-use super::command::{CommandBatch, Expiry};
+use super::command::{Acknowledges, CommandBatch, Expiry};
 use super::resp::parse_command;
 use super::script::ScriptShas;
 
@@ -29,36 +32,67 @@ pub(super) fn follow_up(
 ) -> Result<CommandBatch, RedisError> {
     let mut out = CommandBatch::default();
     for &index in refused {
-        let args = parse_command(batch.command_bytes(index));
-        let expiry = |at: &[u8]| {
-            std::str::from_utf8(at)
-                .ok()
-                .and_then(|text| text.parse::<i64>().ok())
-                .map(Expiry::at)
-        };
-        let unexpected = || {
-            RedisError::Protocol(format!(
-                "no follow-up for the refused {} of key {:?}",
-                batch.command_of(index),
-                batch.key_of(index)
-            ))
-        };
-        match args.as_slice() {
-            // SET key value NX PXAT ms
-            [name, key, value, _, _, at] if name == b"SET" => {
-                let expiry = expiry(at).ok_or_else(unexpected)?;
-                out.push_guarded_set(key, value, &expiry, shas);
-            }
-            // RESTORE key ms payload ABSTTL
-            [name, key, at, payload, _] if name == b"RESTORE" => {
-                let expiry = expiry(at).ok_or_else(unexpected)?;
-                out.push_guarded_restore(key, payload, &expiry, shas);
-            }
-            _ => return Err(unexpected()),
+        push_through_script(&mut out, batch, index, shas)?;
+    }
+    out.seal();
+    Ok(out)
+}
+
+/// `batch` with every native guarded write replaced by the guard script's (the other commands as
+/// they are, in order): for a connection whose keys are mostly there, where native writes would
+/// mostly be refused and sent twice.
+pub(super) fn through_scripts(
+    batch: &CommandBatch,
+    shas: &ScriptShas,
+) -> Result<CommandBatch, RedisError> {
+    let mut out = CommandBatch::default();
+    for index in 0..batch.len() {
+        if batch.acknowledges(index) == Acknowledges::WrittenUnlessExists {
+            push_through_script(&mut out, batch, index, shas)?;
+        } else {
+            out.seal();
+            out.append_commands(batch, index..index + 1);
         }
     }
     out.seal();
     Ok(out)
+}
+
+/// Adds native guarded write `index` of `batch` to `out`'s open guard-script call.
+fn push_through_script(
+    out: &mut CommandBatch,
+    batch: &CommandBatch,
+    index: usize,
+    shas: &ScriptShas,
+) -> Result<(), RedisError> {
+    let args = parse_command(batch.command_bytes(index));
+    let expiry = |at: &[u8]| {
+        std::str::from_utf8(at)
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok())
+            .map(Expiry::at)
+    };
+    let unexpected = || {
+        RedisError::Protocol(format!(
+            "no guard-script form for the {} of key {:?}",
+            batch.command_of(index),
+            batch.key_of(index)
+        ))
+    };
+    match args.as_slice() {
+        // SET key value NX PXAT ms
+        [name, key, value, _, _, at] if name == b"SET" => {
+            let expiry = expiry(at).ok_or_else(unexpected)?;
+            out.push_guarded_set(key, value, &expiry, shas);
+        }
+        // RESTORE key ms payload ABSTTL
+        [name, key, at, payload, _] if name == b"RESTORE" => {
+            let expiry = expiry(at).ok_or_else(unexpected)?;
+            out.push_guarded_restore(key, payload, &expiry, shas);
+        }
+        _ => return Err(unexpected()),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -66,7 +100,7 @@ mod tests {
     use super::*;
     use crate::redis::command::tests::hash_rows;
     use crate::redis::dump::HashListpackLimits;
-    use crate::redis::{Acknowledges, WriteStyle};
+    use crate::redis::WriteStyle;
 
     fn shas() -> ScriptShas {
         ScriptShas {
@@ -127,6 +161,22 @@ mod tests {
             ]
         );
         assert_eq!(out.acknowledges(0), Acknowledges::WrittenAndDeleted);
+
+        // Straight through the scripts: native writes become calls, the rest stays in order.
+        let mut batch = CommandBatch::default().follow_ups(true);
+        batch.push_row(&rows, 0, WriteStyle::GuardedSet, &expiry, &shas);
+        batch.push_command(&[b"EVALSHA", b"hash-sha", b"0", b"77", b"k2", b"0"]);
+        batch.push_row(&rows, 0, style, &expiry, &shas);
+        batch.push_wait(1, 100);
+        let out = through_scripts(&batch, &shas).unwrap();
+        let names: Vec<Vec<u8>> = (0..out.len())
+            .map(|i| parse_command(out.command_bytes(i)).swap_remove(0))
+            .collect();
+        assert_eq!(names, [&b"EVALSHA"[..], b"EVALSHA", b"EVALSHA", b"WAIT"]);
+        assert_eq!(parse_command(out.command_bytes(0))[1], b"set-sha");
+        assert_eq!(parse_command(out.command_bytes(1))[4], b"k2");
+        assert_eq!(parse_command(out.command_bytes(2))[1], b"hash-sha");
+        assert_eq!(out.acknowledges(3), Acknowledges::Replicas { wanted: 1 });
 
         // Anything else has no follow-up: an error naming the key.
         let mut batch = CommandBatch::default();

@@ -3,6 +3,11 @@
 //! The version guard uses the key's absolute expiry as its version: every key of a partition
 //! expires at `partition date + retention_days`, so a later expiry means a newer partition.
 //!
+//! On one server a guarded row is first written natively (`SET ... NX`, `RESTORE` without
+//! `REPLACE`); these scripts then take only the rows refused because their key exists (see
+//! [`super::follow_up`]). On a cluster, or for hashes without `RESTORE`, every guarded row goes
+//! through them.
+//!
 //! The two write scripts cover many keys per call (up to
 //! [`super::command::GUARDED_KEYS_PER_CALL`]), which spreads a script call's fixed cost. Their keys are arguments (`ARGV`, no
 //! `KEYS`) and they carry `#!lua flags=allow-cross-slot-keys`: one call may touch keys of many

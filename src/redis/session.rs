@@ -18,7 +18,7 @@ use std::ops::Range;
 use super::cluster::{parse_redirect, Redirect, Router};
 use super::command::{Acknowledges, CommandBatch};
 use super::connection::{Connection, Connector};
-use super::follow_up::follow_up;
+use super::follow_up::{follow_up, through_scripts};
 use super::reply::{Reply, ReplyReader};
 use super::script::ScriptShas;
 
@@ -50,6 +50,14 @@ enum Sent {
     FollowUp(CommandBatch),
 }
 
+/// What the reader says of an answered batch.
+struct Answered {
+    /// Its refused native writes through the guard scripts, if any were refused.
+    follow_up: Option<CommandBatch>,
+    /// Most of its native writes were refused: the keys are mostly there.
+    mostly_refused: bool,
+}
+
 /// What a connection's follow-ups need: the scripts, and the `WAIT` each batch ends with.
 #[derive(Debug, Clone)]
 struct FollowUps {
@@ -61,7 +69,8 @@ struct FollowUps {
 /// soon as it arrives, keeps at most `in_flight` batches unacknowledged, checks every reply, and
 /// writes each batch's follow-up (its refused guarded writes through the scripts) as soon as the
 /// batch is answered, before the next batch. A barrier batch waits until every earlier batch is
-/// answered and followed up.
+/// answered and followed up. Once a batch's native writes were mostly refused, the later batches
+/// go straight through the scripts (after the same wait, once).
 async fn run_pipeline(
     connection: Connection,
     mut batches: mpsc::Receiver<CommandBatch>,
@@ -70,9 +79,10 @@ async fn run_pipeline(
 ) -> Result<WriteTotals, RedisError> {
     let (read_half, mut write_half) = tokio::io::split(connection.stream);
     let (sent_tx, mut sent_rx) = mpsc::channel::<Sent>(in_flight.max(1));
-    // One message per answered batch: its follow-up, if it needs one. Unbounded: the reader never
-    // waits on the writer (at most `in_flight` answers are outstanding).
-    let (answered_tx, mut answered_rx) = mpsc::unbounded_channel::<Option<CommandBatch>>();
+    // One message per answered batch. Unbounded: the reader never waits on the writer (at most
+    // `in_flight` answers are outstanding).
+    let (answered_tx, mut answered_rx) = mpsc::unbounded_channel::<Answered>();
+    let shas = follow_ups.shas.clone();
     let timeout = connection.timeout;
     let timed_out = move || RedisError::Timeout {
         seconds: timeout.as_secs(),
@@ -88,14 +98,21 @@ async fn run_pipeline(
             };
         }
         let (mut written, mut answered, mut open) = (0usize, 0usize, true);
-        // `Some(follow-up)` of an answered batch, `None` when the reader has stopped (its error
-        // is the pipeline's result).
+        // Keys mostly there: later batches go straight through the scripts, once every batch
+        // written so far is answered and followed up (`settled`).
+        let (mut scripted, mut settled) = (false, false);
+        // `Some` answer of a batch, `None` when the reader has stopped (its error is the
+        // pipeline's result).
         macro_rules! on_answer {
             ($answer:expr) => {
                 match $answer {
                     None => return Ok(()),
-                    Some(follow_up) => {
+                    Some(Answered {
+                        follow_up,
+                        mostly_refused,
+                    }) => {
                         answered += 1;
+                        scripted |= mostly_refused;
                         if let Some(batch) = follow_up {
                             write_out!(&batch.bytes);
                             if sent_tx.send(Sent::FollowUp(batch)).await.is_err() {
@@ -115,9 +132,15 @@ async fn run_pipeline(
                         open = false;
                         continue;
                     };
-                    while batch.is_barrier() && answered < written {
+                    while (batch.is_barrier() || (scripted && !settled)) && answered < written {
                         on_answer!(answered_rx.recv().await);
                     }
+                    let batch = if scripted && batch.native_writes() > 0 {
+                        settled = true;
+                        through_scripts(&batch, &shas)?
+                    } else {
+                        batch
+                    };
                     write_out!(&batch.bytes);
                     written += 1;
                     if sent_tx.send(Sent::Batch(batch)).await.is_err() {
@@ -152,7 +175,7 @@ async fn run_pipeline(
                 }
                 continue;
             }
-            let next = if checked.refused.is_empty() {
+            let follow_up = if checked.refused.is_empty() {
                 None
             } else {
                 let mut next = follow_up(batch, &checked.refused, &follow_ups.shas)?;
@@ -161,8 +184,12 @@ async fn run_pipeline(
                 }
                 Some(next)
             };
+            let mostly_refused = 2 * checked.refused.len() > batch.native_writes();
             // The writer may have stopped on an error of its own: it is the result.
-            let _ = answered_tx.send(next);
+            let _ = answered_tx.send(Answered {
+                follow_up,
+                mostly_refused,
+            });
         }
         Ok::<_, RedisError>(totals)
     };
