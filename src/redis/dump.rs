@@ -239,17 +239,7 @@ where
     out[listpack_at..listpack_at + 4].copy_from_slice(&total.to_le_bytes());
     out[listpack_at + 4..listpack_at + 6].copy_from_slice(&count.to_le_bytes());
 
-    let mut length = [0u8; RDB_LEN_MAX_BYTES];
-    let length_bytes = rdb_length(total, &mut length);
-    out[length_at..length_at + length_bytes].copy_from_slice(&length[..length_bytes]);
-    if length_bytes < RDB_LEN_MAX_BYTES {
-        out.copy_within(listpack_at.., length_at + length_bytes);
-        out.truncate(out.len() - (RDB_LEN_MAX_BYTES - length_bytes));
-    }
-
-    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
-    let crc = CRC64.checksum(&out[start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
+    finish_payload(out, start, length_at, total);
     HashPayload::Restore
 }
 
@@ -290,7 +280,6 @@ where
     // The pair count goes here once it is known (as for the listpack's length).
     let count_at = out.len();
     out.extend_from_slice(&[0; RDB_LEN_MAX_BYTES]);
-    let pairs_at = out.len();
     let mut pairs = 0u32;
     let mut length = [0u8; RDB_LEN_MAX_BYTES];
     for (field, value) in fields {
@@ -309,16 +298,24 @@ where
         out.truncate(start);
         return false;
     }
-    let used = rdb_length(pairs, &mut length);
-    out[count_at..count_at + used].copy_from_slice(&length[..used]);
+    finish_payload(out, start, count_at, pairs);
+    true
+}
+
+/// Ends the payload that starts at `start`: writes `len` in the `rdbSaveLen` form into the
+/// [`RDB_LEN_MAX_BYTES`] reserved at `len_at` (moving what follows down when a narrower form
+/// fits), then appends the RDB version and the CRC.
+fn finish_payload(out: &mut Vec<u8>, start: usize, len_at: usize, len: u32) {
+    let mut length = [0u8; RDB_LEN_MAX_BYTES];
+    let used = rdb_length(len, &mut length);
+    out[len_at..len_at + used].copy_from_slice(&length[..used]);
     if used < RDB_LEN_MAX_BYTES {
-        out.copy_within(pairs_at.., count_at + used);
+        out.copy_within(len_at + RDB_LEN_MAX_BYTES.., len_at + used);
         out.truncate(out.len() - (RDB_LEN_MAX_BYTES - used));
     }
     out.extend_from_slice(&RDB_VERSION.to_le_bytes());
     let crc = CRC64.checksum(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
-    true
 }
 
 /// `rdbSaveLen` of a length below 4 GiB into `buf`; returns how many bytes it used.
